@@ -1,0 +1,44 @@
+"""hybridq's engine: durable jobs in PostgreSQL, claimed through a Redis ready-index.
+
+Public names: everything application code needs to create jobs, write handlers and run
+workers. Anything else in ``queue_core`` is an implementation detail.
+"""
+
+from .errors import (
+    BackendUnavailable,
+    DuplicateJob,
+    HandlerNotFound,
+    InvalidJob,
+    JobNotFound,
+    JobStateConflict,
+    LeaseLost,
+    PermanentJobError,
+    QueueError,
+)
+from .models import PRIORITY_MAX, PRIORITY_MIN, JobStatus
+from .ports import Job
+from .runner import JobRunnerService
+from .service import JobService
+from .settings import Settings
+from .wiring import Queue, connect
+
+__all__ = [
+    "BackendUnavailable",
+    "DuplicateJob",
+    "HandlerNotFound",
+    "InvalidJob",
+    "Job",
+    "JobNotFound",
+    "JobRunnerService",
+    "JobService",
+    "JobStateConflict",
+    "JobStatus",
+    "LeaseLost",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "PermanentJobError",
+    "Queue",
+    "QueueError",
+    "Settings",
+    "connect",
+]

@@ -1,0 +1,76 @@
+"""Run one attempt of one job and turn what happened into an Outcome. No I/O of its own:
+recording the outcome is the OutcomeBuffer's job."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import PermanentJobError
+from .models import encode_output
+from .ports import Attempt, Job
+from .retry import RetryPolicy
+
+Handler = Callable[[Job], Awaitable[Any]]
+LAST_ERROR_MAX_CHARS = 4000
+"""last_error keeps the exception and the innermost frames, cut to this length."""
+
+
+class OutcomeKind(enum.Enum):
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    attempt: Attempt
+    job_type: str
+    kind: OutcomeKind
+    output_json: str | None = None
+    error: str | None = None
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RegisteredHandler:
+    job_type: str
+    handler: Handler
+    timeout: float | None = None
+
+
+async def execute(registered: RegisteredHandler, job: Job, policy: RetryPolicy) -> Outcome:
+    attempt = Attempt(id=uuid.UUID(job["id"]), attempt=job["attempts"])
+
+    def failure(error: str, *, permanent: bool = False) -> Outcome:
+        if not permanent and policy.should_retry(job["attempts"], job["max_retries"]):
+            return Outcome(attempt, registered.job_type, OutcomeKind.RETRY, error=error,
+                           delay_seconds=policy.delay_seconds(job["attempts"]))
+        return Outcome(attempt, registered.job_type, OutcomeKind.FAILED, error=error)
+
+    try:
+        call = registered.handler(job)
+        if registered.timeout is not None:
+            result = await asyncio.wait_for(call, registered.timeout)
+        else:
+            result = await call
+        output_json = encode_output(result)
+    except PermanentJobError as exc:
+        return failure(_describe(exc), permanent=True)
+    except TimeoutError:
+        return failure(f"TimeoutError: handler ran longer than {registered.timeout}s")
+    except Exception as exc:  # a handler's bug must fail the attempt, not the worker
+        return failure(_describe(exc))
+    return Outcome(attempt, registered.job_type, OutcomeKind.SUCCEEDED, output_json=output_json)
+
+
+def _describe(exc: BaseException) -> str:
+    head = f"{type(exc).__name__}: {exc}"
+    frames = traceback.format_tb(exc.__traceback__)[-3:]
+    text = head + ("\n" + "".join(frames) if frames else "")
+    return text[:LAST_ERROR_MAX_CHARS]

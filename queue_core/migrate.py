@@ -1,0 +1,65 @@
+"""Forward-only schema migrations: numbered SQL files shipped inside the package.
+
+``apply_migrations`` takes a session-level advisory lock first, so several pods running
+``hybridq migrate`` at once apply each file exactly once; the others wait, then find
+nothing to do. Each file runs in its own transaction with its row in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('hybridq.migrate.' || current_schema()))"
+_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('hybridq.migrate.' || current_schema()))"
+_CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str  # the file name without .sql, e.g. "0001_create_jobs"
+    sql: str
+
+
+def bundled_migrations() -> list[Migration]:
+    folder = resources.files("queue_core").joinpath("migrations")
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [Migration(f.name.removesuffix(".sql"), f.read_text("utf-8")) for f in files]
+
+
+async def apply_migrations(conn: asyncpg.Connection, schema: str | None = None) -> list[str]:
+    """Apply the bundled migrations not yet recorded; return the versions applied now."""
+    if schema:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}")
+        await conn.execute(f"SET search_path TO {_quote_ident(schema)}")
+    await conn.execute(_LOCK_SQL)
+    try:
+        await conn.execute(_CREATE_LEDGER)
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied: list[str] = []
+        for migration in bundled_migrations():
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
+                )
+            log.info("migration applied", extra={"action": "migrate", "version": migration.version})
+            applied.append(migration.version)
+        return applied
+    finally:
+        await conn.execute(_UNLOCK_SQL)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,143 @@
+"""Job statuses, limits and the validated shape of a job to create. Pure: no I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from .errors import InvalidJob, JobNotFound
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+PRIORITY_MIN = -1000
+PRIORITY_MAX = 1000
+"""Priority bounds. The Redis score packs (PRIORITY_MAX - priority) above a 41-bit due time,
+and the two must fit in the 53 bits a double holds exactly (see keys.ready_score)."""
+MAX_RETRIES_LIMIT = 100
+JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,99}$")
+"""A job type names Redis keys and metrics labels: a short identifier, no braces or spaces."""
+USER_ID_MAX_LENGTH = 200
+SCHEDULE_HORIZON = timedelta(days=366 * 10)
+"""scheduled_for may not be further ahead than this (and not before 2000)."""
+_EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert, already validated. Build it with ``NewJob.build(...)``."""
+
+    id: uuid.UUID
+    job_type: str
+    input_json: str
+    user_id: str | None
+    priority: int
+    max_retries: int
+    scheduled_for: datetime | None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        id: uuid.UUID,
+        job_type: str,
+        input: Any,
+        user_id: str | None,
+        priority: int,
+        max_retries: int,
+        scheduled_for: datetime | None,
+    ) -> NewJob:
+        return cls(
+            id=id,
+            job_type=validate_job_type(job_type),
+            input_json=encode_input(input),
+            user_id=_validate_user_id(user_id),
+            priority=_validate_int("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
+            max_retries=_validate_int("max_retries", max_retries, 0, MAX_RETRIES_LIMIT),
+            scheduled_for=_validate_scheduled_for(scheduled_for),
+        )
+
+
+def validate_job_type(job_type: Any) -> str:
+    if not isinstance(job_type, str) or not JOB_TYPE_PATTERN.fullmatch(job_type):
+        raise InvalidJob(
+            f"job_type must match {JOB_TYPE_PATTERN.pattern} (got {job_type!r:.120})"
+        )
+    return job_type
+
+
+def encode_input(value: Any) -> str:
+    """JSON text of a job's input: a JSON object, no NaN or Infinity (JSONB rejects them)."""
+    if not isinstance(value, dict):
+        raise InvalidJob(f"input must be a JSON object (a dict), got {type(value).__name__}")
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(f"input is not JSON-serialisable: {exc}") from None
+
+
+def encode_output(value: Any) -> str | None:
+    """JSON text of a handler's return value. ``None`` stores SQL NULL. Raises TypeError
+    with a message naming the problem for anything else than a JSON-serialisable dict."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"handler must return a dict or None, got {type(value).__name__}")
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"handler returned a dict that is not JSON-serialisable: {exc}") from None
+
+
+def parse_job_id(job_id: Any) -> uuid.UUID:
+    """A job id as a UUID; a malformed id cannot name a job, so it is JobNotFound."""
+    if isinstance(job_id, uuid.UUID):
+        return job_id
+    try:
+        return uuid.UUID(str(job_id))
+    except ValueError:
+        raise JobNotFound(f"no job with id {job_id!r:.80} (not a UUID)") from None
+
+
+def _validate_user_id(user_id: Any) -> str | None:
+    if user_id is None:
+        return None
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= USER_ID_MAX_LENGTH:
+        raise InvalidJob(f"user_id must be a string of 1..{USER_ID_MAX_LENGTH} characters")
+    return user_id
+
+
+def _validate_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJob(f"{name} must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidJob(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _validate_scheduled_for(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidJob(f"scheduled_for must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidJob("scheduled_for must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    if value < _EARLIEST or value > datetime.now(timezone.utc) + SCHEDULE_HORIZON:
+        raise InvalidJob(f"scheduled_for {value.isoformat()} is out of range")
+    # Millisecond precision everywhere: the Redis score holds milliseconds, and the two stores
+    # must agree exactly on the order of jobs.
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+

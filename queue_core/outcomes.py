@@ -1,0 +1,124 @@
+"""OutcomeBuffer: records attempt outcomes in batches, one statement per kind per flush.
+
+Outcomes wait at most ``flush_interval`` (or until ``batch_max`` are pending) and are then
+written with complete_jobs / retry_jobs / fail_jobs. Every write is fenced; an outcome that
+matches no row belongs to an attempt whose lease was lost, and is discarded and logged.
+When Postgres is unreachable the batch stays pending and is retried with backoff: a result
+is written, or its lease is lost, never silently dropped. Producers wait (back-pressure)
+while ``4 * batch_max`` outcomes are pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+from .errors import BackendUnavailable
+from .executor import Outcome, OutcomeKind
+from .ports import JobStore, ReadyIndex
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_MAX_SECONDS = 2.0
+
+
+class OutcomeBuffer:
+    def __init__(
+        self,
+        store: JobStore,
+        index: ReadyIndex,
+        owner: str,
+        *,
+        flush_interval: float,
+        batch_max: int,
+        on_written: Callable[[list[Outcome]], None],
+    ) -> None:
+        self._store = store
+        self._index = index
+        self._owner = owner
+        self._interval = flush_interval
+        self._batch_max = batch_max
+        self._on_written = on_written  # called with every outcome resolved (written or lost)
+        self._pending: list[Outcome] = []
+        self._has_items = asyncio.Event()
+        self._full = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def add(self, outcome: Outcome) -> None:
+        while len(self._pending) >= 4 * self._batch_max:
+            self._drained.clear()
+            await self._drained.wait()
+        self._pending.append(outcome)
+        self._has_items.set()
+        if len(self._pending) >= self._batch_max:
+            self._full.set()
+
+    async def run(self) -> None:
+        """Flush loop; runs until cancelled. Cancel it only after a final ``flush()``."""
+        while True:
+            await self._has_items.wait()
+            try:
+                await asyncio.wait_for(self._full.wait(), self._interval)
+            except TimeoutError:
+                pass
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything pending, retrying while Postgres is unreachable. Each kind is
+        resolved as soon as its statement succeeds, so a retry never rewrites it."""
+        delay = 0.05
+        while self._pending:
+            batch = self._pending[: self._batch_max]
+            try:
+                for kind in OutcomeKind:
+                    group = [o for o in batch if o.kind is kind]
+                    if group:
+                        self._resolve(group, await self._write(kind, group))
+            except BackendUnavailable as exc:
+                log.warning("outcomes not written yet; retrying",
+                            extra={"action": "flush_outcomes", "pending": len(self._pending),
+                                   "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_SECONDS)
+        self._has_items.clear()
+        self._full.clear()
+        self._drained.set()
+
+    async def _write(self, kind: OutcomeKind, group: list[Outcome]) -> set[uuid.UUID]:
+        """One fenced statement for the group; returns the ids it wrote."""
+        if kind is OutcomeKind.SUCCEEDED:
+            return await self._store.complete_jobs(
+                [(o.attempt, o.output_json) for o in group], self._owner
+            )
+        if kind is OutcomeKind.FAILED:
+            return await self._store.fail_jobs(
+                [(o.attempt, o.error or "") for o in group], self._owner
+            )
+        entries = await self._store.retry_jobs(
+            [(o.attempt, o.error or "", o.delay_seconds) for o in group], self._owner
+        )
+        try:
+            await self._index.add_jobs(entries)
+        except BackendUnavailable as exc:
+            log.warning("retried jobs not indexed; the reconciler will",
+                        extra={"action": "retry_jobs", "error": str(exc)})
+        return {e.id for e in entries}
+
+    def _resolve(self, group: list[Outcome], written: set[uuid.UUID]) -> None:
+        done = {id(o) for o in group}
+        self._pending = [o for o in self._pending if id(o) not in done]
+        for o in group:
+            if o.attempt.id not in written:
+                log.warning(
+                    "lease lost: outcome discarded",
+                    extra={"action": "lease_lost", "job_id": str(o.attempt.id),
+                           "attempt": o.attempt.attempt, "worker_id": self._owner,
+                           "outcome": o.kind.value},
+                )
+        self._on_written(group)

@@ -1,0 +1,207 @@
+"""The Postgres job store: the only module of the engine that speaks asyncpg.
+
+Every method is one named statement from queries.sql. Driver errors become QueueErrors
+here: an unreachable server is BackendUnavailable("postgres"), a constraint violation is
+InvalidJob or DuplicateJob.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from .errors import BackendUnavailable, DuplicateJob, InvalidJob
+from .models import NewJob
+from .ports import Attempt, IndexEntry, Job
+from .queries import Q
+
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.ConnectionFailureError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise DuplicateJob(str(exc)) from exc
+    except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError) as exc:
+        raise InvalidJob(f"rejected by the jobs table: {exc}") from exc
+    except asyncpg.DataError as exc:
+        raise InvalidJob(f"rejected by PostgreSQL: {exc}") from exc
+    except _CONNECTION_ERRORS as exc:
+        raise BackendUnavailable("postgres", f"{type(exc).__name__}: {exc}") from exc
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """JSONB arrives as Python objects; it is sent as JSON text the caller already encoded."""
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="text", encoder=_encode_json, decoder=json.loads
+    )
+
+
+def _encode_json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+async def create_pool(
+    dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
+    server_settings = {"application_name": "hybridq"}
+    if schema:
+        server_settings["search_path"] = schema
+    async with translate_errors():
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            server_settings=server_settings,
+        )
+    assert pool is not None
+    return pool
+
+
+def job_from_record(record: asyncpg.Record) -> Job:
+    job = dict(record)
+    job["id"] = str(job["id"])
+    return job
+
+
+def _index_entry(record: asyncpg.Record) -> IndexEntry:
+    return IndexEntry(
+        id=record["id"],
+        job_type=record["job_type"],
+        priority=record["priority"],
+        scheduled_for=record["scheduled_for"],
+        deferred=True,
+    )
+
+
+class PgStore:
+    """Implements ports.JobStore on an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def insert_jobs(
+        self, jobs: Sequence[NewJob], connection: asyncpg.Connection | None = None
+    ) -> list[Job]:
+        args = (
+            [j.id for j in jobs],
+            [j.job_type for j in jobs],
+            [j.input_json for j in jobs],
+            [j.user_id for j in jobs],
+            [j.priority for j in jobs],
+            [j.max_retries for j in jobs],
+            [j.scheduled_for for j in jobs],
+        )
+        async with translate_errors():
+            if connection is not None:
+                rows = await connection.fetch(Q.insert_jobs, *args)
+            else:
+                rows = await self.pool.fetch(Q.insert_jobs, *args)
+        return [job_from_record(r) for r in rows]
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None:
+        async with translate_errors():
+            row = await self.pool.fetchrow(Q.get_job, job_id)
+        return job_from_record(row) if row else None
+
+    async def claim_jobs(
+        self, ids: Sequence[uuid.UUID], owner: str, lease_seconds: float
+    ) -> list[Job]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.claim_jobs, list(ids), owner, lease_seconds)
+        return [job_from_record(r) for r in rows]
+
+    async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.find_queued_jobs, list(ids))
+        return [_index_entry(r) for r in rows]
+
+    async def complete_jobs(
+        self, results: Sequence[tuple[Attempt, str | None]], owner: str
+    ) -> set[uuid.UUID]:
+        async with translate_errors():
+            rows = await self.pool.fetch(
+                Q.complete_jobs,
+                [a.id for a, _ in results],
+                [a.attempt for a, _ in results],
+                [output for _, output in results],
+                owner,
+            )
+        return {r["id"] for r in rows}
+
+    async def retry_jobs(
+        self, failures: Sequence[tuple[Attempt, str, float]], owner: str
+    ) -> list[IndexEntry]:
+        async with translate_errors():
+            rows = await self.pool.fetch(
+                Q.retry_jobs,
+                [a.id for a, _, _ in failures],
+                [a.attempt for a, _, _ in failures],
+                [error for _, error, _ in failures],
+                [delay for _, _, delay in failures],
+                owner,
+            )
+        return [_index_entry(r) for r in rows]
+
+    async def fail_jobs(self, failures: Sequence[tuple[Attempt, str]], owner: str) -> set[uuid.UUID]:
+        async with translate_errors():
+            rows = await self.pool.fetch(
+                Q.fail_jobs,
+                [a.id for a, _ in failures],
+                [a.attempt for a, _ in failures],
+                [error for _, error in failures],
+                owner,
+            )
+        return {r["id"] for r in rows}
+
+    async def extend_leases(
+        self, attempts: Sequence[Attempt], owner: str, lease_seconds: float
+    ) -> set[uuid.UUID]:
+        async with translate_errors():
+            rows = await self.pool.fetch(
+                Q.extend_leases,
+                [a.id for a in attempts],
+                [a.attempt for a in attempts],
+                lease_seconds,
+                owner,
+            )
+        return {r["id"] for r in rows}
+
+    async def release_jobs(self, attempts: Sequence[Attempt], owner: str) -> list[IndexEntry]:
+        async with translate_errors():
+            rows = await self.pool.fetch(
+                Q.release_jobs, [a.id for a in attempts], [a.attempt for a in attempts], owner
+            )
+        return [_index_entry(r) for r in rows]
+
+    async def cancel_job(self, job_id: uuid.UUID) -> Job | None:
+        async with translate_errors():
+            row = await self.pool.fetchrow(Q.cancel_job, job_id)
+        return job_from_record(row) if row else None
+
+    async def retry_job(self, job_id: uuid.UUID) -> Job | None:
+        async with translate_errors():
+            row = await self.pool.fetchrow(Q.retry_job, job_id)
+        return job_from_record(row) if row else None
+
+    async def server_time_ms(self) -> float:
+        async with translate_errors():
+            value = await self.pool.fetchval(Q.server_time_ms)
+        return float(value)

@@ -1,0 +1,78 @@
+"""The two interfaces the engine talks to, so the whole claim path reads in one screen.
+
+``PgStore`` and ``RedisIndex`` are the only implementations that touch a driver; tests may
+substitute either.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+import asyncio
+from typing import Any, Protocol
+
+from .models import NewJob
+
+Job = dict[str, Any]
+"""A job as handlers and callers see it: the columns of the jobs table, id as a string."""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What the Redis index needs to know of a queued job."""
+
+    id: uuid.UUID
+    job_type: str
+    priority: int
+    scheduled_for: datetime
+    deferred: bool  # True: goes to the scheduled set; False: straight to the ready set
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The fence of one running attempt: who holds it and which attempt it is."""
+
+    id: uuid.UUID
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ClaimedIds:
+    ids: list[uuid.UUID]
+    wait_ms: int  # 0: more are ready; >0: ms until the next scheduled job; -1: none scheduled
+
+
+class JobStore(Protocol):
+    async def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]: ...
+    async def get_job(self, job_id: uuid.UUID) -> Job | None: ...
+    async def claim_jobs(
+        self, ids: Sequence[uuid.UUID], owner: str, lease_seconds: float
+    ) -> list[Job]: ...
+    async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]: ...
+    async def complete_jobs(
+        self, results: Sequence[tuple[Attempt, str | None]], owner: str
+    ) -> set[uuid.UUID]: ...
+    async def retry_jobs(
+        self, failures: Sequence[tuple[Attempt, str, float]], owner: str
+    ) -> list[IndexEntry]: ...
+    async def fail_jobs(
+        self, failures: Sequence[tuple[Attempt, str]], owner: str
+    ) -> set[uuid.UUID]: ...
+    async def extend_leases(
+        self, attempts: Sequence[Attempt], owner: str, lease_seconds: float
+    ) -> set[uuid.UUID]: ...
+    async def release_jobs(self, attempts: Sequence[Attempt], owner: str) -> list[IndexEntry]: ...
+    async def cancel_job(self, job_id: uuid.UUID) -> Job | None: ...
+    async def retry_job(self, job_id: uuid.UUID) -> Job | None: ...
+    async def server_time_ms(self) -> float: ...
+
+
+class ReadyIndex(Protocol):
+    async def add_jobs(self, entries: Sequence[IndexEntry]) -> None: ...
+    async def claim_ids(self, job_type: str, now_ms: int, count: int) -> ClaimedIds: ...
+    async def remove_jobs(self, entries: Sequence[IndexEntry]) -> None: ...
+    async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
+        """Set ``event`` whenever a job of one of ``job_types`` is indexed; runs until
+        cancelled."""

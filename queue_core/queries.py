@@ -1,0 +1,55 @@
+"""Named SQL statements from ``sql/queries.sql``, parsed once.
+
+A statement starts at a ``-- name: <name>`` line; the comment lines after it say what it is
+for; the statement runs until the next name or the end of the file.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$")
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    name: str | None = None
+    lines: list[str] = []
+
+    def flush() -> None:
+        if name is not None:
+            body = "\n".join(ln for ln in lines if not ln.lstrip().startswith("--")).strip()
+            queries[name] = body.rstrip(";").strip()
+
+    for line in text.splitlines():
+        match = _NAME.match(line)
+        if match:
+            flush()
+            name, lines = match.group(1), []
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined twice")
+        elif name is not None:
+            lines.append(line)
+    flush()
+    return queries
+
+
+@cache
+def load_queries() -> dict[str, str]:
+    text = resources.files("queue_core").joinpath("sql/queries.sql").read_text("utf-8")
+    return parse_queries(text)
+
+
+class Queries:
+    """Attribute access to the statements: ``Q.claim_jobs``."""
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return load_queries()[name]
+        except KeyError:
+            raise AttributeError(f"no query named {name!r} in queries.sql") from None
+
+
+Q = Queries()

@@ -1,0 +1,148 @@
+"""The Redis ready-index: the only module of the engine that speaks redis.
+
+It holds job ids only, never payloads; everything here can be rebuilt from Postgres.
+Redis errors become BackendUnavailable("redis").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from . import keys
+from .errors import BackendUnavailable
+from .ports import ClaimedIds, IndexEntry
+
+log = logging.getLogger(__name__)
+
+PROMOTE_LIMIT = 1000
+"""Due scheduled jobs moved to the ready set per claim call at most (bounds script time)."""
+
+
+def _lua(name: str) -> str:
+    return resources.files("queue_core").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except (RedisError, ConnectionError, OSError, TimeoutError) as exc:
+        raise BackendUnavailable("redis", f"{type(exc).__name__}: {exc}") from exc
+
+
+def create_client(url: str) -> aioredis.Redis:
+    # Members are raw 16-byte ids: replies must stay bytes.
+    return aioredis.Redis.from_url(
+        url, decode_responses=False, socket_connect_timeout=2.0, health_check_interval=10
+    )
+
+
+class RedisIndex:
+    """Implements ports.ReadyIndex."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self._claim_ready = client.register_script(_lua("claim_ready"))
+
+    def keys_for(self, job_type: str) -> keys.TypeKeys:
+        return keys.type_keys(self.namespace, job_type)
+
+    async def add_jobs(self, entries: Sequence[IndexEntry]) -> None:
+        """Index jobs and wake the workers of their types, in one round trip."""
+        if not entries:
+            return
+        scheduled: dict[str, dict[bytes, int]] = defaultdict(dict)
+        ready: dict[str, dict[bytes, int]] = defaultdict(dict)
+        for e in entries:
+            if e.deferred:
+                member = keys.scheduled_member(e.id, e.priority)
+                scheduled[e.job_type][member] = keys.due_ms(e.scheduled_for)
+            else:
+                ready[e.job_type][keys.ready_member(e.id)] = keys.ready_score(
+                    e.priority, e.scheduled_for
+                )
+        pipe = self.client.pipeline(transaction=False)
+        for job_type, mapping in scheduled.items():
+            pipe.zadd(self.keys_for(job_type).scheduled, mapping)  # type: ignore[arg-type]
+        for job_type, mapping in ready.items():
+            pipe.zadd(self.keys_for(job_type).ready, mapping)  # type: ignore[arg-type]
+        for job_type in scheduled.keys() | ready.keys():
+            pipe.publish(self.keys_for(job_type).wake_channel, b"1")
+        async with translate_errors():
+            await pipe.execute()
+
+    async def claim_ids(self, job_type: str, now_ms: int, count: int) -> ClaimedIds:
+        k = self.keys_for(job_type)
+        async with translate_errors():
+            reply = await self._claim_ready(
+                keys=[k.scheduled, k.ready], args=[now_ms, count, PROMOTE_LIMIT]
+            )
+        return ClaimedIds(
+            ids=[keys.job_id_from_member(m) for m in reply[1:]], wait_ms=int(reply[0])
+        )
+
+    async def remove_jobs(self, entries: Sequence[IndexEntry]) -> None:
+        if not entries:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for e in entries:
+            k = self.keys_for(e.job_type)
+            pipe.zrem(k.ready, keys.ready_member(e.id))
+            pipe.zrem(k.scheduled, keys.scheduled_member(e.id, e.priority))
+        async with translate_errors():
+            await pipe.execute()
+
+    async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
+        await WakeListener(self.client, self.namespace, job_types, event).run()
+
+    async def ping(self) -> None:
+        async with translate_errors():
+            await self.client.ping()
+
+
+class WakeListener:
+    """Sets ``event`` whenever a job of one of ``job_types`` is indexed.
+
+    Runs as a background task; on a Redis error it waits, resubscribes, and sets the event
+    once so the runner re-checks anything it may have missed meanwhile.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, namespace: str, job_types: Sequence[str],
+        event: asyncio.Event,
+    ) -> None:
+        self._client = client
+        self._channels = [keys.type_keys(namespace, t).wake_channel for t in job_types]
+        self._event = event
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels)
+                delay = 0.1
+                self._event.set()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        self._event.set()
+            except (RedisError, ConnectionError, OSError) as exc:
+                log.debug("wake listener lost redis", extra={"action": "wake_listener",
+                                                            "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, ConnectionError, OSError):
+                    pass

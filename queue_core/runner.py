@@ -1,0 +1,290 @@
+"""JobRunnerService: the worker. Claims jobs through the Redis index, confirms them in
+Postgres, runs their handlers, and records outcomes in batches.
+
+The claim path, in full:
+1. ``index.claim_ids`` pops due ids (Lua, atomic: each id goes to one worker);
+2. ``store.claim_jobs`` confirms them in one conditional UPDATE (queued → running, under
+   this worker's lease); ids Postgres does not confirm are dropped, or re-indexed when
+   Postgres says they are still queued (e.g. not due yet);
+3. each confirmed job runs in its own task; its outcome goes to the OutcomeBuffer.
+An idle worker sleeps on a Redis pub/sub wake-up (or until the next scheduled job is due),
+never on a fixed poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import Sequence
+
+from .clock import ServerClock
+from .errors import BackendUnavailable, HandlerNotFound
+from .executor import Handler, Outcome, RegisteredHandler, execute
+from .models import validate_job_type
+from .outcomes import OutcomeBuffer
+from .ports import Attempt, Job, JobStore, ReadyIndex
+from .retry import RetryPolicy
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class JobRunnerService:
+    def __init__(
+        self,
+        store: JobStore,
+        index: ReadyIndex,
+        settings: Settings | None = None,
+        *,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.worker_id = worker_id or new_worker_id()
+        self.concurrency = concurrency or self.settings.concurrency
+        self._store = store
+        self._index = index
+        self._policy = RetryPolicy(self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
+        self._clock = ServerClock()
+        self._handlers: dict[str, RegisteredHandler] = {}
+        self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None]]] = {}
+        self._held: dict[uuid.UUID, Attempt] = {}  # running or awaiting its outcome's write
+        self._new_work = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._round_robin = 0
+        self._outcomes = OutcomeBuffer(
+            store, index, self.worker_id,
+            flush_interval=self.settings.flush_interval_ms / 1000.0,
+            batch_max=self.settings.flush_batch_max,
+            on_written=self._forget_written,
+        )
+
+    def register_handler(self, job_type: str, handler: Handler, *, timeout: float | None = None) -> None:
+        """Run ``handler(job) -> dict | None`` for jobs of ``job_type``; an attempt that runs
+        longer than ``timeout`` seconds fails (and is retried like any failure)."""
+        validate_job_type(job_type)
+        if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)
+        ):
+            raise TypeError(f"handler for {job_type!r} must be an async function")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive seconds")
+        self._handlers[job_type] = RegisteredHandler(job_type, handler, timeout)
+
+    @property
+    def job_types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Ask run() to stop claiming, let running jobs finish (up to the grace period),
+        release the rest, flush outcomes and return."""
+        self._stopping.set()
+        self._new_work.set()
+        self._slot_freed.set()
+
+    async def run(self) -> None:
+        if not self._handlers:
+            raise HandlerNotFound("no handler registered: call register_handler() first")
+        await self._sync_clock()
+        background = [
+            asyncio.create_task(self._index.listen(self.job_types, self._new_work)),
+            asyncio.create_task(self._outcomes.run()),
+            asyncio.create_task(self._heartbeat_loop()),
+        ]
+        log.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id,
+                                           "job_types": self.job_types,
+                                           "concurrency": self.concurrency})
+        try:
+            await self._claim_loop()
+            await self._finish_running(self.settings.shutdown_grace_seconds)
+            await self._outcomes.flush()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
+
+    async def _sync_clock(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._clock.sync(self._store)
+                return
+            except BackendUnavailable as exc:
+                log.warning("postgres unavailable at start; retrying",
+                            extra={"action": "worker_start", "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._wait(self._slot_freed, self.settings.idle_poll_seconds)
+                continue
+            self._new_work.clear()
+            try:
+                started, wait_ms = await self._claim(free)
+            except BackendUnavailable as exc:
+                log.warning("claim failed; backing off", extra={"action": "claim_jobs",
+                                                              "error": str(exc)})
+                await self._wait(self._stopping, backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            if started >= free or wait_ms == 0:
+                continue
+            timeout = self.settings.idle_poll_seconds
+            if wait_ms > 0:
+                timeout = min(timeout, wait_ms / 1000.0)
+            await self._wait(self._new_work, timeout)
+
+    async def _claim(self, free: int) -> tuple[int, int]:
+        """Claim up to ``free`` jobs across this worker's types, round-robin so that one busy
+        type cannot starve the others. Returns (jobs started, ms until more work is due)."""
+        types = self.job_types
+        self._round_robin = (self._round_robin + 1) % len(types)
+        started, wait_ms = 0, -1
+        now_ms = self._clock.now_ms()
+        for job_type in types[self._round_robin:] + types[: self._round_robin]:
+            want = min(free - started, self.settings.claim_batch_max)
+            if want <= 0:
+                break
+            popped = await self._index.claim_ids(job_type, now_ms, want)
+            wait_ms = _sooner(wait_ms, popped.wait_ms)
+            if popped.ids:
+                started += await self._confirm(popped.ids)
+        return started, wait_ms
+
+    async def _confirm(self, ids: Sequence[uuid.UUID]) -> int:
+        jobs = await self._store.claim_jobs(ids, self.worker_id, self.settings.lease_seconds)
+        by_id = {job["id"]: job for job in jobs}
+        for job_id in ids:  # pop order is claim order
+            job = by_id.get(str(job_id))
+            if job is not None:
+                self._start(job)
+        unconfirmed = [i for i in ids if str(i) not in by_id]
+        if unconfirmed:
+            await self._reindex_still_queued(unconfirmed)
+        return len(jobs)
+
+    async def _reindex_still_queued(self, ids: list[uuid.UUID]) -> None:
+        """Postgres refused some popped ids: finished or cancelled ones are simply dropped;
+        ones still queued (not due yet by Postgres' clock) go back to the index."""
+        entries = await self._store.find_queued_jobs(ids)
+        log.debug("dropped ids postgres did not confirm",
+                  extra={"action": "claim_jobs", "dropped": len(ids) - len(entries),
+                         "reindexed": len(entries)})
+        if entries:
+            with contextlib.suppress(BackendUnavailable):
+                await self._index.add_jobs(entries)
+
+    def _start(self, job: Job) -> None:
+        attempt = Attempt(uuid.UUID(job["id"]), job["attempts"])
+        task = asyncio.create_task(self._run_job(job, attempt))
+        self._running[attempt.id] = (attempt, task)
+        self._held[attempt.id] = attempt
+
+    async def _run_job(self, job: Job, attempt: Attempt) -> None:
+        try:
+            outcome = await execute(self._handlers[job["job_type"]], job, self._policy)
+            await self._outcomes.add(outcome)
+        finally:
+            if self._running.get(attempt.id, (None,))[0] == attempt:
+                del self._running[attempt.id]
+            self._slot_freed.set()
+
+    def _forget_written(self, outcomes: list[Outcome]) -> None:
+        for o in outcomes:
+            if self._held.get(o.attempt.id) == o.attempt:
+                del self._held[o.attempt.id]
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        """Extend every lease this worker holds in one statement. A job whose lease is gone
+        (cancelled, or rescued after it expired) has its handler cancelled."""
+        held = list(self._held.values())
+        if not held:
+            return
+        try:
+            kept = await self._store.extend_leases(held, self.worker_id, self.settings.lease_seconds)
+        except BackendUnavailable as exc:
+            log.warning("heartbeat failed", extra={"action": "extend_leases", "error": str(exc)})
+            return
+        for attempt in held:
+            if attempt.id in kept or self._held.get(attempt.id) != attempt:
+                continue
+            del self._held[attempt.id]
+            running = self._running.get(attempt.id)
+            if running is not None and running[0] == attempt:
+                running[1].cancel()
+                log.warning("lease lost: handler cancelled",
+                            extra={"action": "lease_lost", "job_id": str(attempt.id),
+                                   "attempt": attempt.attempt, "worker_id": self.worker_id})
+
+    async def _finish_running(self, grace: float) -> None:
+        """Let running jobs finish for ``grace`` seconds, then cancel the rest and give them
+        back to the queue without counting the attempt."""
+        if not self._running:
+            return
+        tasks = [task for _, task in self._running.values()]
+        await asyncio.wait(tasks, timeout=grace)
+        unfinished = [(a, t) for a, t in self._running.values() if not t.done()]
+        if not unfinished:
+            return
+        for _, task in unfinished:
+            task.cancel()
+        await asyncio.gather(*(t for _, t in unfinished), return_exceptions=True)
+        attempts = [a for a, _ in unfinished]
+        for _ in range(10):
+            try:
+                entries = await self._store.release_jobs(attempts, self.worker_id)
+                break
+            except BackendUnavailable:
+                await asyncio.sleep(0.5)
+        else:
+            log.error("could not release jobs; their leases will expire",
+                      extra={"action": "release_jobs", "jobs": len(attempts)})
+            return
+        for entry in entries:
+            self._held.pop(entry.id, None)
+        with contextlib.suppress(BackendUnavailable):
+            await self._index.add_jobs(entries)
+        log.info("released unfinished jobs", extra={"action": "release_jobs",
+                                                    "jobs": len(entries)})
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+
+def _sooner(a: int, b: int) -> int:
+    """Combine two wait_ms values: 0 (work now) wins, -1 means nothing is scheduled."""
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    return min(a, b)

@@ -1,0 +1,139 @@
+"""JobService: how application code creates and manages jobs.
+
+A job exists once its INSERT commits in Postgres; that commit is the acknowledgement.
+Indexing it in Redis comes second and may fail (logged): the reconciler indexes any queued
+job Redis lacks, so a Redis outage delays a job, never loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .errors import BackendUnavailable, InvalidJob, JobNotFound, JobStateConflict
+from .ids import uuid7
+from .models import JobStatus, NewJob, parse_job_id
+from .ports import IndexEntry, Job, JobStore, ReadyIndex
+
+log = logging.getLogger(__name__)
+
+CREATE_MANY_MAX = 10_000
+"""Jobs per create_many() call at most: one statement must stay a reasonable size."""
+
+
+def index_entry(job: Job, *, deferred: bool) -> IndexEntry:
+    return IndexEntry(
+        id=parse_job_id(job["id"]),
+        job_type=job["job_type"],
+        priority=job["priority"],
+        scheduled_for=job["scheduled_for"],
+        deferred=deferred,
+    )
+
+
+class JobService:
+    def __init__(self, store: JobStore, index: ReadyIndex) -> None:
+        self.store = store
+        self.index = index
+
+    async def create(
+        self,
+        job_type: str,
+        input: dict[str, Any],
+        user_id: str | None = None,
+        priority: int = 0,
+        max_retries: int = 3,
+        scheduled_for: datetime | None = None,
+    ) -> Job:
+        """Enqueue one job; returns it as stored. Raises InvalidJob for bad arguments and
+        BackendUnavailable when Postgres cannot be reached (then nothing was enqueued)."""
+        new = NewJob.build(
+            id=uuid7(), job_type=job_type, input=input, user_id=user_id,
+            priority=priority, max_retries=max_retries, scheduled_for=scheduled_for,
+        )
+        [job] = await self._insert([new])
+        return job
+
+    async def create_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
+        """Enqueue several jobs: one INSERT and one Redis pipeline. Each item takes the
+        keyword arguments of create(). All or nothing in Postgres."""
+        if len(jobs) > CREATE_MANY_MAX:
+            raise InvalidJob(f"create_many takes at most {CREATE_MANY_MAX} jobs, got {len(jobs)}")
+        new_jobs = [self._build(i, spec) for i, spec in enumerate(jobs)]
+        return await self._insert(new_jobs) if new_jobs else []
+
+    async def get(self, job_id: Any) -> Job:
+        job = await self.store.get_job(parse_job_id(job_id))
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return job
+
+    async def cancel(self, job_id: Any) -> Job:
+        """A queued job is cancelled and leaves the index; a running job is cancelled and its
+        worker stops the handler at its next heartbeat. A finished job: JobStateConflict."""
+        job = await self.store.cancel_job(parse_job_id(job_id))
+        if job is None:
+            raise self._conflict(await self.get(job_id), "cancel")
+        await self._index_quietly("remove_jobs", [index_entry(job, deferred=False)])
+        return job
+
+    async def retry(self, job_id: Any) -> Job:
+        """A failed or cancelled job is queued again to run now, with a fresh allowance of
+        max_retries retries."""
+        job = await self.store.retry_job(parse_job_id(job_id))
+        if job is None:
+            raise self._conflict(await self.get(job_id), "retry")
+        await self._index_quietly("add_jobs", [index_entry(job, deferred=False)])
+        return job
+
+    async def _insert(self, new_jobs: list[NewJob]) -> list[Job]:
+        jobs = await self.store.insert_jobs(new_jobs)
+        entries = [
+            index_entry(j, deferred=n.scheduled_for is not None)
+            for j, n in zip(jobs, new_jobs, strict=True)
+        ]
+        await self._index_quietly("add_jobs", entries)
+        return jobs
+
+    async def _index_quietly(self, method: str, entries: list[IndexEntry]) -> None:
+        """Postgres already committed: a Redis failure here only delays the job until the
+        reconciler repairs the index, so it is logged, not raised."""
+        try:
+            await getattr(self.index, method)(entries)
+        except BackendUnavailable as exc:
+            log.warning(
+                "redis index not updated; the reconciler will repair it",
+                extra={"action": method, "jobs": len(entries), "error": str(exc)},
+            )
+
+    @staticmethod
+    def _build(position: int, spec: Mapping[str, Any]) -> NewJob:
+        if not isinstance(spec, Mapping):
+            raise InvalidJob(f"jobs[{position}] must be a mapping of create() arguments")
+        unknown = set(spec) - {"job_type", "input", "user_id", "priority", "max_retries",
+                               "scheduled_for"}
+        if unknown:
+            raise InvalidJob(f"jobs[{position}] has unknown fields: {sorted(unknown)}")
+        if "job_type" not in spec or "input" not in spec:
+            raise InvalidJob(f"jobs[{position}] needs job_type and input")
+        try:
+            return NewJob.build(
+                id=uuid7(), job_type=spec["job_type"], input=spec["input"],
+                user_id=spec.get("user_id"), priority=spec.get("priority", 0),
+                max_retries=spec.get("max_retries", 3), scheduled_for=spec.get("scheduled_for"),
+            )
+        except InvalidJob as exc:
+            raise InvalidJob(f"jobs[{position}]: {exc}") from None
+
+    @staticmethod
+    def _conflict(job: Job, operation: str) -> JobStateConflict:
+        allowed = {"cancel": "queued or running", "retry": "failed or cancelled"}[operation]
+        return JobStateConflict(
+            f"cannot {operation} job {job['id']}: it is {job['status']}, not {allowed}",
+            status=job["status"],
+        )
+
+
+__all__ = ["JobService", "JobStatus"]

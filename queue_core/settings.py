@@ -1,0 +1,70 @@
+"""All configuration, from the environment (or a ``.env`` file), validated once at the edge.
+
+``DATABASE_URL`` and ``REDIS_URL`` keep their conventional names; everything else is
+``HYBRIDQ_<FIELD>``.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HYBRIDQ_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "HYBRIDQ_DATABASE_URL"),
+        description="PostgreSQL DSN of the durable job store.",
+    )
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL,
+        validation_alias=AliasChoices("REDIS_URL", "HYBRIDQ_REDIS_URL"),
+        description="Redis URL of the ready-index.",
+    )
+    namespace: str = Field(
+        "hybridq",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of every Redis key, so deployments or test runs can share a Redis.",
+    )
+    db_schema: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Postgres schema holding the jobs table (default: the server's search_path).",
+    )
+    pool_min_size: int = Field(1, ge=0, description="Postgres connections kept open per process.")
+    pool_max_size: int = Field(10, ge=1, description="Postgres connections at most per process.")
+    lease_seconds: float = Field(
+        30.0,
+        gt=1,
+        description="How long a claim holds before the reconciler may rescue the job; "
+        "workers renew it every lease_seconds / 3.",
+    )
+    concurrency: int = Field(10, ge=1, le=10_000, description="Jobs one worker runs at once.")
+    claim_batch_max: int = Field(
+        100, ge=1, le=1000, description="Ids claimed at most per round trip (bounded by free slots)."
+    )
+    flush_interval_ms: float = Field(
+        5.0, gt=0, description="Outcomes wait at most this long before they are written."
+    )
+    flush_batch_max: int = Field(
+        500, ge=1, description="Outcomes written at most per statement; a full buffer flushes."
+    )
+    idle_poll_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="An idle worker re-checks Redis at least this often, in case a wake-up "
+        "message was lost (it normally wakes on the message within a millisecond).",
+    )
+    retry_base_seconds: float = Field(1.0, ge=0, description="Backoff after the first failure.")
+    retry_cap_seconds: float = Field(600.0, ge=0, description="Longest backoff between attempts.")
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long running jobs may finish before release."
+    )
+    handlers_module: str = Field("handlers", description="Module whose register(runner) is used.")

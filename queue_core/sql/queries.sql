@@ -1,0 +1,96 @@
+-- Every statement hybridq runs, by name. Loaded once by queue_core.queries; a test prepares
+-- each against a freshly migrated database so schema drift fails fast.
+-- Fencing: every write after a claim matches id + attempt + lease owner + status 'running';
+-- zero rows back means the worker lost the job and its write is discarded.
+
+-- name: insert_jobs
+-- Insert a batch of validated jobs; scheduled_for NULL means now (ms precision).
+INSERT INTO jobs (id, job_type, input, user_id, priority, max_retries, scheduled_for)
+SELECT t.id, t.job_type, t.input::jsonb, t.user_id, t.priority, t.max_retries,
+       coalesce(t.scheduled_for, date_trunc('milliseconds', now()))
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],
+            $7::timestamptz[])
+     AS t(id, job_type, input, user_id, priority, max_retries, scheduled_for)
+RETURNING *;
+
+-- name: get_job
+-- One job by id.
+SELECT * FROM jobs WHERE id = $1;
+
+-- name: claim_jobs
+-- Confirm ids popped from Redis: only queued, due jobs become running under this lease.
+UPDATE jobs
+SET status = 'running', attempts = attempts + 1, started_at = now(),
+    lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = ANY($1::uuid[]) AND status = 'queued' AND scheduled_for <= now()
+RETURNING *;
+
+-- name: find_queued_jobs
+-- Of ids Redis handed out but Postgres did not confirm, those still queued (to re-index).
+SELECT id, job_type, priority, scheduled_for
+FROM jobs WHERE id = ANY($1::uuid[]) AND status = 'queued';
+
+-- name: complete_jobs
+-- Record successful attempts (fenced); returns the ids written.
+UPDATE jobs AS j
+SET status = 'succeeded', output = r.output::jsonb, finished_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, output)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status = 'running'
+RETURNING j.id;
+
+-- name: retry_jobs
+-- Failed attempts with retries left: back to queued after a backoff delay (fenced).
+UPDATE jobs AS j
+SET status = 'queued', last_error = r.error,
+    scheduled_for = date_trunc('milliseconds', now() + make_interval(secs => r.delay_s)),
+    lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::float8[]) AS r(id, attempt, error, delay_s)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $5 AND j.status = 'running'
+RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
+
+-- name: fail_jobs
+-- Failed attempts with no retry left (or a PermanentJobError): final status failed (fenced).
+UPDATE jobs AS j
+SET status = 'failed', last_error = r.error, finished_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, error)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status = 'running'
+RETURNING j.id;
+
+-- name: extend_leases
+-- Heartbeat: extend the leases this worker still holds; returns the ids still held.
+UPDATE jobs AS j
+SET lease_expires_at = now() + make_interval(secs => $3)
+FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status = 'running'
+RETURNING j.id;
+
+-- name: release_jobs
+-- Shutdown: give unfinished attempts back without counting them (fenced).
+UPDATE jobs AS j
+SET status = 'queued', attempts = j.attempts - 1, lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $3 AND j.status = 'running'
+RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
+
+-- name: cancel_job
+-- A queued or running job becomes cancelled; a running handler notices at its next heartbeat.
+UPDATE jobs
+SET status = 'cancelled', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND status IN ('queued', 'running')
+RETURNING *;
+
+-- name: retry_job
+-- A failed or cancelled job is queued again, now, with a fresh allowance of retries:
+-- attempts keeps counting (every attempt number stays unique for fencing), so max_retries
+-- grows by the attempts already spent.
+UPDATE jobs
+SET status = 'queued', scheduled_for = date_trunc('milliseconds', now()),
+    finished_at = NULL, max_retries = max_retries + attempts
+WHERE id = $1 AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: server_time_ms
+-- Postgres' clock, in ms since the Unix epoch: workers promote scheduled jobs by this clock.
+SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8;

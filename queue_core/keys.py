@@ -35,6 +35,8 @@ class TypeKeys:
 
     scheduled: str
     ready: str
+    epoch: str  # present while the index is known complete (see lua/claim_ready.lua)
+    rebuild: str  # token of a rebuild in progress (see lua/finish_rebuild.lua)
     wake_channel: str
 
 
@@ -43,14 +45,23 @@ def type_keys(namespace: str, job_type: str) -> TypeKeys:
     return TypeKeys(
         scheduled=f"{tag}:scheduled",
         ready=f"{tag}:ready",
+        epoch=f"{tag}:epoch",
+        rebuild=f"{tag}:rebuild",
         wake_channel=f"{namespace}:wake:{job_type}",
     )
 
 
-def epoch_key(namespace: str) -> str:
-    """Holds a random token while Redis keeps its data; a missing token means the index was
-    lost (restart, FLUSHALL) and must be rebuilt from Postgres."""
-    return f"{namespace}:epoch"
+def index_key_pattern(namespace: str) -> str:
+    """SCAN pattern matching every ready and scheduled set of the namespace."""
+    return f"{{{namespace}:*}}:*"
+
+
+def job_type_of_key(namespace: str, key: str) -> str | None:
+    """The job type a key of the namespace belongs to (None for a foreign key)."""
+    prefix = f"{{{namespace}:"
+    if not key.startswith(prefix) or "}:" not in key:
+        return None
+    return key[len(prefix) : key.rindex("}:")]
 
 
 def due_ms(when: datetime) -> int:

@@ -7,6 +7,7 @@ InvalidJob or DuplicateJob.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -200,6 +201,55 @@ class PgStore:
         async with translate_errors():
             row = await self.pool.fetchrow(Q.retry_job, job_id)
         return job_from_record(row) if row else None
+
+    async def claim_jobs_from_postgres(
+        self, job_type: str, limit: int, owner: str, lease_seconds: float
+    ) -> list[Job]:
+        async with translate_errors():
+            rows = await self.pool.fetch(
+                Q.claim_jobs_from_postgres, job_type, limit, owner, lease_seconds
+            )
+        jobs = [job_from_record(r) for r in rows]
+        jobs.sort(key=lambda j: (-j["priority"], j["scheduled_for"], j["id"]))
+        return jobs
+
+    async def rescue_expired_leases(
+        self, limit: int, backoff_base: float, backoff_cap: float
+    ) -> list[tuple[IndexEntry, str]]:
+        """One page of expired leases rescued: (entry, new status) for each."""
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.rescue_expired_leases, limit, backoff_base, backoff_cap)
+        return [(_index_entry(r), r["status"]) for r in rows]
+
+    async def queued_job_types(self) -> list[str]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.queued_job_types)
+        return [r["job_type"] for r in rows]
+
+    async def queued_jobs_page(
+        self, job_type: str, after: uuid.UUID, limit: int
+    ) -> list[IndexEntry]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.queued_jobs_page, job_type, after, limit)
+        return [_index_entry(r) for r in rows]
+
+    @asynccontextmanager
+    async def reconcile_lock(self) -> AsyncIterator[bool]:
+        """Hold the reconcile advisory lock for the block; yields False (and holds nothing)
+        when another process has it."""
+        async with translate_errors():
+            conn = await self.pool.acquire()
+        try:
+            async with translate_errors():
+                acquired = bool(await conn.fetchval(Q.try_reconcile_lock))
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                        await conn.fetchval(Q.reconcile_unlock)
+        finally:
+            await self.pool.release(conn)
 
     async def server_time_ms(self) -> float:
         async with translate_errors():

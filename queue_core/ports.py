@@ -41,7 +41,9 @@ class Attempt:
 @dataclass(frozen=True)
 class ClaimedIds:
     ids: list[uuid.UUID]
+    scores: list[int]  # each id's ready score, to put it back if Postgres cannot confirm it
     wait_ms: int  # 0: more are ready; >0: ms until the next scheduled job; -1: none scheduled
+    index_lost: bool = False  # Redis lost this type's index: claim from Postgres, rebuild
 
 
 class JobStore(Protocol):
@@ -66,6 +68,9 @@ class JobStore(Protocol):
     async def release_jobs(self, attempts: Sequence[Attempt], owner: str) -> list[IndexEntry]: ...
     async def cancel_job(self, job_id: uuid.UUID) -> Job | None: ...
     async def retry_job(self, job_id: uuid.UUID) -> Job | None: ...
+    async def claim_jobs_from_postgres(
+        self, job_type: str, limit: int, owner: str, lease_seconds: float
+    ) -> list[Job]: ...
     async def server_time_ms(self) -> float: ...
 
 
@@ -73,6 +78,8 @@ class ReadyIndex(Protocol):
     async def add_jobs(self, entries: Sequence[IndexEntry]) -> None: ...
     async def claim_ids(self, job_type: str, now_ms: int, count: int) -> ClaimedIds: ...
     async def remove_jobs(self, entries: Sequence[IndexEntry]) -> None: ...
+    async def restore_ids(self, job_type: str, ids: Sequence[uuid.UUID], scores: Sequence[int]) -> None:
+        """Put popped ids back where they were (their claim could not be confirmed)."""
     async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
         """Set ``event`` whenever a job of one of ``job_types`` is indexed; runs until
         cancelled."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ PROMOTE_LIMIT = 1000
 """Due scheduled jobs moved to the ready set per claim call at most (bounds script time)."""
 
 
-def _lua(name: str) -> str:
+def lua_script(name: str) -> str:
     return resources.files("queue_core").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
@@ -51,7 +52,7 @@ class RedisIndex:
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
-        self._claim_ready = client.register_script(_lua("claim_ready"))
+        self._claim_ready = client.register_script(lua_script("claim_ready"))
 
     def keys_for(self, job_type: str) -> keys.TypeKeys:
         return keys.type_keys(self.namespace, job_type)
@@ -84,11 +85,25 @@ class RedisIndex:
         k = self.keys_for(job_type)
         async with translate_errors():
             reply = await self._claim_ready(
-                keys=[k.scheduled, k.ready], args=[now_ms, count, PROMOTE_LIMIT]
+                keys=[k.scheduled, k.ready, k.epoch], args=[now_ms, count, PROMOTE_LIMIT]
             )
+        wait_ms = int(reply[0])
+        if wait_ms == -2:
+            return ClaimedIds(ids=[], scores=[], wait_ms=0, index_lost=True)
         return ClaimedIds(
-            ids=[keys.job_id_from_member(m) for m in reply[1:]], wait_ms=int(reply[0])
+            ids=[keys.job_id_from_member(m) for m in reply[1::2]],
+            scores=[int(float(s)) for s in reply[2::2]],
+            wait_ms=wait_ms,
         )
+
+    async def restore_ids(
+        self, job_type: str, ids: Sequence[uuid.UUID], scores: Sequence[int]
+    ) -> None:
+        if not ids:
+            return
+        mapping = {keys.ready_member(i): s for i, s in zip(ids, scores, strict=True)}
+        async with translate_errors():
+            await self.client.zadd(self.keys_for(job_type).ready, mapping)  # type: ignore[arg-type]
 
     async def remove_jobs(self, entries: Sequence[IndexEntry]) -> None:
         if not entries:

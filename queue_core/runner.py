@@ -20,8 +20,9 @@ import logging
 import os
 import secrets
 import socket
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from .clock import ServerClock
 from .errors import BackendUnavailable, HandlerNotFound
@@ -33,6 +34,9 @@ from .retry import RetryPolicy
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+REDIS_RETRY_SECONDS = 1.0
+"""While claiming from Postgres, try Redis again this often."""
 
 
 def new_worker_id() -> str:
@@ -48,6 +52,7 @@ class JobRunnerService:
         *,
         concurrency: int | None = None,
         worker_id: str | None = None,
+        rebuild_index: Callable[[list[str]], Awaitable[object]] | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.worker_id = worker_id or new_worker_id()
@@ -63,6 +68,11 @@ class JobRunnerService:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._round_robin = 0
+        self._postgres_until: dict[str, float] = {}  # job type -> monotonic time to retry Redis
+        self._degraded: set[str] = set()  # types claimed from Postgres now (logged once)
+        self._rebuilding: set[str] = set()
+        self._chores: set[asyncio.Task[None]] = set()
+        self._rebuild_index = rebuild_index
         self._outcomes = OutcomeBuffer(
             store, index, self.worker_id,
             flush_interval=self.settings.flush_interval_ms / 1000.0,
@@ -114,9 +124,9 @@ class JobRunnerService:
             await self._finish_running(self.settings.shutdown_grace_seconds)
             await self._outcomes.flush()
         finally:
-            for task in background:
+            for task in [*background, *self._chores]:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.gather(*background, *self._chores, return_exceptions=True)
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
     async def _sync_clock(self) -> None:
@@ -167,11 +177,80 @@ class JobRunnerService:
             want = min(free - started, self.settings.claim_batch_max)
             if want <= 0:
                 break
-            popped = await self._index.claim_ids(job_type, now_ms, want)
-            wait_ms = _sooner(wait_ms, popped.wait_ms)
-            if popped.ids:
-                started += await self._confirm(popped.ids)
+            n, wait = await self._claim_type(job_type, want, now_ms)
+            started += n
+            wait_ms = _sooner(wait_ms, wait)
         return started, wait_ms
+
+    async def _claim_type(self, job_type: str, want: int, now_ms: int) -> tuple[int, int]:
+        """Through Redis normally; straight from Postgres while Redis is unreachable or this
+        type's index is being rebuilt."""
+        if time.monotonic() < self._postgres_until.get(job_type, 0.0):
+            return await self._claim_from_postgres(job_type, want)
+        try:
+            popped = await self._index.claim_ids(job_type, now_ms, want)
+        except BackendUnavailable as exc:
+            self._use_postgres(job_type, f"redis unreachable: {exc.detail}")
+            return await self._claim_from_postgres(job_type, want)
+        if popped.index_lost:
+            self._use_postgres(job_type, "redis index not marked complete; rebuilding it")
+            self._request_rebuild(job_type)
+            return await self._claim_from_postgres(job_type, want)
+        if job_type in self._degraded:
+            self._degraded.discard(job_type)
+            log.warning("claiming through redis again", extra={"action": "claim_mode",
+                        "job_type": job_type, "mode": "redis", "worker_id": self.worker_id})
+        if not popped.ids:
+            return 0, popped.wait_ms
+        try:
+            started = await self._confirm(popped.ids)
+        except BackendUnavailable:
+            # Postgres never saw these ids claimed: put them back rather than leave them to
+            # the reconciler.
+            with contextlib.suppress(BackendUnavailable):
+                await self._index.restore_ids(job_type, popped.ids, popped.scores)
+            raise
+        return started, popped.wait_ms
+
+    async def _claim_from_postgres(self, job_type: str, want: int) -> tuple[int, int]:
+        jobs = await self._store.claim_jobs_from_postgres(
+            job_type, want, self.worker_id, self.settings.lease_seconds
+        )
+        for job in jobs:
+            self._start(job)
+        poll_ms = int(self.settings.fallback_poll_seconds * 1000)
+        return len(jobs), (0 if len(jobs) == want else poll_ms)
+
+    def _use_postgres(self, job_type: str, reason: str) -> None:
+        self._postgres_until[job_type] = time.monotonic() + REDIS_RETRY_SECONDS
+        if job_type not in self._degraded:
+            self._degraded.add(job_type)
+            log.warning("claiming straight from postgres", extra={"action": "claim_mode",
+                        "job_type": job_type, "mode": "postgres", "reason": reason,
+                        "worker_id": self.worker_id})
+
+    def _request_rebuild(self, job_type: str) -> None:
+        """Rebuild the lost index in the background (one rebuild at a time), then go back
+        to Redis at the next claim."""
+        if self._rebuild_index is None or job_type in self._rebuilding:
+            return
+        self._rebuilding.add(job_type)
+
+        async def rebuild() -> None:
+            try:
+                result = await self._rebuild_index([job_type])
+                if not getattr(result, "skipped", False):
+                    self._postgres_until[job_type] = 0.0
+                    self._new_work.set()  # claim through the rebuilt index right away
+            except BackendUnavailable as exc:
+                log.warning("index rebuild failed", extra={"action": "rebuild_index",
+                            "job_type": job_type, "error": str(exc)})
+            finally:
+                self._rebuilding.discard(job_type)
+
+        task = asyncio.create_task(rebuild())
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     async def _confirm(self, ids: Sequence[uuid.UUID]) -> int:
         jobs = await self._store.claim_jobs(ids, self.worker_id, self.settings.lease_seconds)

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         description="An idle worker re-checks Redis at least this often, in case a wake-up "
         "message was lost (it normally wakes on the message within a millisecond).",
     )
+    fallback_poll_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="While Redis is unreachable or its index is being rebuilt, an idle worker "
+        "polls Postgres this often.",
+    )
     retry_base_seconds: float = Field(1.0, ge=0, description="Backoff after the first failure.")
     retry_cap_seconds: float = Field(600.0, ge=0, description="Longest backoff between attempts.")
     shutdown_grace_seconds: float = Field(

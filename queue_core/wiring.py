@@ -18,6 +18,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from .pg_store import PgStore, create_pool
+from .reconciler import Reconciler
 from .redis_index import RedisIndex, create_client
 from .runner import JobRunnerService
 from .service import JobService
@@ -36,7 +37,11 @@ class Queue:
     def runner(self, **options: Any) -> JobRunnerService:
         """A worker on these backends; ``options`` are JobRunnerService's keywords
         (concurrency, worker_id)."""
+        options.setdefault("rebuild_index", self.reconciler().rebuild_index)
         return JobRunnerService(self.store, self.index, self.settings, **options)
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.store, self.index, self.settings)
 
 
 @asynccontextmanager

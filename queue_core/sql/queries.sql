@@ -94,3 +94,70 @@ RETURNING *;
 -- name: server_time_ms
 -- Postgres' clock, in ms since the Unix epoch: workers promote scheduled jobs by this clock.
 SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8;
+
+-- name: claim_jobs_from_postgres
+-- Fallback claim while the Redis index is unreachable or being rebuilt: the same order as
+-- Redis (priority desc, due, creation), SKIP LOCKED so concurrent workers never collide.
+UPDATE jobs
+SET status = 'running', attempts = attempts + 1, started_at = now(),
+    lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4)
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status = 'queued' AND job_type = $1 AND scheduled_for <= now()
+    ORDER BY priority DESC, scheduled_for, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *;
+
+-- name: rescue_expired_leases
+-- Running jobs whose lease expired (their worker died or stalled): back to queued after a
+-- backoff, counting the attempt, or failed when no retry is left. One bounded page.
+-- $1 page size, $2 backoff base seconds, $3 backoff cap seconds.
+UPDATE jobs AS j
+SET status = CASE WHEN j.attempts <= j.max_retries THEN 'queued' ELSE 'failed' END,
+    scheduled_for = CASE WHEN j.attempts <= j.max_retries
+        THEN date_trunc('milliseconds', now() + make_interval(secs =>
+            least($3::float8, $2::float8 * power(2, greatest(j.attempts - 1, 0)))
+            * (0.5 + random() / 2)))
+        ELSE j.scheduled_for END,
+    finished_at = CASE WHEN j.attempts <= j.max_retries THEN NULL ELSE now() END,
+    last_error = 'lease expired: worker ' || j.lease_owner
+        || ' stopped renewing attempt ' || j.attempts,
+    lease_owner = NULL, lease_expires_at = NULL
+FROM (
+    SELECT id FROM jobs
+    WHERE status = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+) AS expired
+WHERE j.id = expired.id
+RETURNING j.id, j.job_type, j.priority, j.scheduled_for, j.status;
+
+-- name: queued_job_types
+-- The job types that have queued jobs (a skip scan over jobs_queued_by_type_idx).
+WITH RECURSIVE types AS (
+    (SELECT job_type FROM jobs WHERE status = 'queued' ORDER BY job_type LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.job_type FROM jobs j
+            WHERE j.status = 'queued' AND j.job_type > t.job_type
+            ORDER BY j.job_type LIMIT 1)
+    FROM types t WHERE t.job_type IS NOT NULL
+)
+SELECT job_type FROM types WHERE job_type IS NOT NULL;
+
+-- name: queued_jobs_page
+-- One page of a type's queued jobs in id order, after id $2 (keyset pagination).
+SELECT id, job_type, priority, scheduled_for
+FROM jobs
+WHERE status = 'queued' AND job_type = $1 AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- name: try_reconcile_lock
+-- One reconciler (or index rebuild) at a time per schema; others skip this run.
+SELECT pg_try_advisory_lock(hashtext('hybridq.reconcile.' || current_schema()));
+
+-- name: reconcile_unlock
+SELECT pg_advisory_unlock(hashtext('hybridq.reconcile.' || current_schema()));

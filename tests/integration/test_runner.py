@@ -13,7 +13,7 @@ import pytest
 
 from queue_core import PermanentJobError, Queue, keys
 from queue_core.ports import Attempt
-from tests.support.aio import running, wait_for_status, wait_until
+from tests.support.aio import mark_index_complete, running, wait_for_status, wait_until
 
 
 async def count_status(queue: Queue, status: str) -> int:
@@ -172,6 +172,7 @@ async def test_redis_ids_of_cancelled_or_finished_jobs_are_never_executed(queue:
     ready = keys.type_keys(queue.settings.namespace, "stale").ready
     await queue.redis.zadd(ready, {keys.ready_member(ghost): 0})
     live = await queue.job_service.create("stale", {})
+    await mark_index_complete(queue, "stale")
 
     runner = queue.runner()
     runner.register_handler("stale", handler)
@@ -295,6 +296,7 @@ async def test_shutdown_releases_unfinished_jobs_without_counting_the_attempt(
         return {}
 
     job = await queue.job_service.create("stuck", {})
+    await mark_index_complete(queue, "stuck")
     settings = queue.settings.model_copy(update={"shutdown_grace_seconds": 0.2})
     from queue_core import JobRunnerService
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from queue_core import JobRunnerService, JobService
+from queue_core import JobRunnerService, JobService, Queue
 
 
 @asynccontextmanager
@@ -42,3 +42,10 @@ async def wait_for_status(
 
     await wait_until(reached, timeout)
     return job
+
+
+async def mark_index_complete(queue: Queue, *job_types: str) -> None:
+    """What the reconciler does on a running deployment: (re)index these types and mark
+    their Redis index complete, so workers claim through Redis from their first claim."""
+    result = await queue.reconciler().rebuild_index(job_types)
+    assert not result.skipped

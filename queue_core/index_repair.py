@@ -1,0 +1,117 @@
+"""What the reconciler needs of Redis beyond the hot path: reading scores in bulk, walking
+the sets, removing stale members safely, and the epoch protocol that tells workers whether
+an index is complete. Kept apart from redis_index.py so the claim path stays short."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from . import keys
+from .ports import IndexEntry
+from .redis_index import RedisIndex, lua_script, translate_errors
+
+
+@dataclass(frozen=True)
+class IndexedScores:
+    ready: float | None  # the job's score in the ready set, if it is there
+    scheduled: float | None  # its score in the scheduled set, if it is there
+
+
+class IndexRepair:
+    def __init__(self, index: RedisIndex) -> None:
+        self.index = index
+        self.client = index.client
+        self._remove_if_unchanged = self.client.register_script(lua_script("remove_if_unchanged"))
+        self._finish_rebuild = self.client.register_script(lua_script("finish_rebuild"))
+
+    async def scores_of(self, job_type: str, entries: Sequence[IndexEntry]) -> list[IndexedScores]:
+        """Where each job stands in Redis: two ZMSCOREs, one round trip."""
+        if not entries:
+            return []
+        k = self.index.keys_for(job_type)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zmscore(k.ready, [keys.ready_member(e.id) for e in entries])
+        pipe.zmscore(k.scheduled, [keys.scheduled_member(e.id, e.priority) for e in entries])
+        async with translate_errors():
+            ready, scheduled = await pipe.execute()
+        return [IndexedScores(r, s) for r, s in zip(ready, scheduled, strict=True)]
+
+    async def put(self, job_type: str, ready: dict[bytes, int], scheduled: dict[bytes, int],
+                  remove_ready: list[bytes], remove_scheduled: list[bytes]) -> None:
+        """Apply one page of repairs in one round trip."""
+        k = self.index.keys_for(job_type)
+        pipe = self.client.pipeline(transaction=False)
+        if ready:
+            pipe.zadd(k.ready, ready)  # type: ignore[arg-type]
+        if scheduled:
+            pipe.zadd(k.scheduled, scheduled)  # type: ignore[arg-type]
+        if remove_ready:
+            pipe.zrem(k.ready, *remove_ready)
+        if remove_scheduled:
+            pipe.zrem(k.scheduled, *remove_scheduled)
+        if ready or scheduled:
+            pipe.publish(k.wake_channel, b"1")
+        async with translate_errors():
+            await pipe.execute()
+
+    async def job_types(self) -> set[str]:
+        """Job types that have a ready or scheduled set in this namespace."""
+        found: set[str] = set()
+        async with translate_errors():
+            async for key in self.client.scan_iter(
+                match=keys.index_key_pattern(self.index.namespace), count=1000
+            ):
+                job_type = keys.job_type_of_key(self.index.namespace, key.decode())
+                if job_type and key.decode().endswith((":ready", ":scheduled")):
+                    found.add(job_type)
+        return found
+
+    async def scan_pages(
+        self, job_type: str, which: str, page_size: int
+    ) -> AsyncIterator[list[tuple[bytes, float]]]:
+        """Pages of (member, score) of one set, via ZSCAN (memory stays flat)."""
+        key = getattr(self.index.keys_for(job_type), which)
+        cursor = 0
+        while True:
+            async with translate_errors():
+                cursor, items = await self.client.zscan(key, cursor, count=page_size)
+            if items:
+                yield list(items)
+            if cursor == 0:
+                return
+
+    async def remove_if_unchanged(
+        self, job_type: str, which: str, members: Sequence[tuple[bytes, float]]
+    ) -> int:
+        if not members:
+            return 0
+        key = getattr(self.index.keys_for(job_type), which)
+        args: list[bytes | str] = []
+        for member, score in members:
+            args += [member, repr(score)]
+        async with translate_errors():
+            return int(await self._remove_if_unchanged(keys=[key], args=args))
+
+    async def epoch_missing(self, job_types: Sequence[str]) -> set[str]:
+        if not job_types:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for t in job_types:
+            pipe.exists(self.index.keys_for(t).epoch)
+        async with translate_errors():
+            present = await pipe.execute()
+        return {t for t, p in zip(job_types, present, strict=True) if not p}
+
+    async def begin_rebuild(self, job_type: str) -> str:
+        token = secrets.token_hex(8)
+        async with translate_errors():
+            await self.client.set(self.index.keys_for(job_type).rebuild, token, ex=3600)
+        return token
+
+    async def finish_rebuild(self, job_type: str, token: str) -> bool:
+        k = self.index.keys_for(job_type)
+        async with translate_errors():
+            return bool(await self._finish_rebuild(keys=[k.rebuild, k.epoch], args=[token]))
+

@@ -1,0 +1,192 @@
+"""The reconciler: repairs every drift between Postgres (the truth) and the Redis index.
+
+Each ``run_once()``, in bounded pages so memory stays flat however large the backlog:
+1. rescue running jobs whose lease expired: back to queued with backoff (the attempt counts),
+   or failed with a clear ``last_error`` when no retry is left;
+2. per job type, re-index queued jobs Redis lacks and fix entries whose score or set drifted;
+3. remove Redis ids whose job is not queued or does not exist (only if their score is still
+   the one read, so a concurrent re-index survives);
+4. mark each type's index complete (its epoch key). A type whose epoch was missing had its
+   index lost (Redis restart, FLUSHALL) and is reported as rebuilt.
+Runs hold an advisory lock: a second copy skips its run instead of doing the work twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from . import keys
+from .clock import ServerClock
+from .index_repair import IndexedScores, IndexRepair
+from .pg_store import PgStore
+from .ports import IndexEntry
+from .redis_index import RedisIndex
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 1000
+"""Jobs read from Postgres, or members scanned in Redis, per round trip."""
+
+
+@dataclass
+class ReconcileResult:
+    skipped: bool = False  # another reconciler held the lock; nothing was done
+    leases_rescued: int = 0  # expired leases put back to queued
+    leases_failed: int = 0  # expired leases with no retry left: now failed
+    reindexed: int = 0  # queued jobs missing from Redis, added
+    drift_fixed: int = 0  # entries with a wrong score or in the wrong set, corrected
+    orphans_removed: int = 0  # Redis ids whose job is not queued, removed
+    indexes_rebuilt: list[str] = field(default_factory=list)  # types whose index was lost
+    duration_ms: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+class Reconciler:
+    def __init__(
+        self, store: PgStore, index: RedisIndex, settings: Settings,
+        *, page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        self.store = store
+        self.repair = IndexRepair(index)
+        self.index = index
+        self.settings = settings
+        self.page_size = page_size
+        self._clock = ServerClock()
+
+    async def run_once(self, job_types: Iterable[str] = ()) -> ReconcileResult:
+        """One full pass. ``job_types`` adds types to check even if neither store has any
+        of their jobs (a worker asks for this when its type's index is unmarked)."""
+        return await self._locked(rescue=True, job_types=job_types, only_given=False)
+
+    async def rebuild_index(self, job_types: Iterable[str]) -> ReconcileResult:
+        """Re-index only ``job_types`` (no lease rescue): what a worker runs when it finds
+        its types' index lost, so it need not wait for the next scheduled run."""
+        return await self._locked(rescue=False, job_types=job_types, only_given=True)
+
+    async def run_forever(self, every_seconds: float, stop: asyncio.Event) -> None:
+        """run_once() every ``every_seconds`` (±10% jitter) until ``stop`` is set; each
+        result is logged and printed as one JSON line."""
+        while not stop.is_set():
+            try:
+                result = await self.run_once()
+                print(result.to_json(), flush=True)
+            except Exception as exc:  # a failed run must not end the loop; the next retries
+                log.warning("reconcile run failed", extra={"action": "reconcile",
+                                                           "error": str(exc)})
+            delay = every_seconds * random.uniform(0.9, 1.1)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _locked(
+        self, *, rescue: bool, job_types: Iterable[str], only_given: bool
+    ) -> ReconcileResult:
+        started = time.perf_counter()
+        result = ReconcileResult()
+        async with self.store.reconcile_lock() as acquired:
+            if not acquired:
+                result.skipped = True
+                return result
+            await self._clock.sync(self.store)
+            if rescue:
+                await self._rescue_expired_leases(result)
+            types = set(job_types)
+            if not only_given:
+                types |= set(await self.store.queued_job_types()) | await self.repair.job_types()
+            ordered = sorted(types)
+            result.indexes_rebuilt = sorted(await self.repair.epoch_missing(ordered))
+            for job_type in ordered:
+                token = await self.repair.begin_rebuild(job_type)
+                await self._reindex_type(job_type, result)
+                await self._remove_orphans(job_type, result)
+                if not await self.repair.finish_rebuild(job_type, token):
+                    log.warning("redis lost data during the rebuild; the next run retries",
+                                extra={"action": "reconcile", "job_type": job_type})
+        result.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info("reconciled", extra={"action": "reconcile", **asdict(result)})
+        return result
+
+    async def _rescue_expired_leases(self, result: ReconcileResult) -> None:
+        while True:
+            rows = await self.store.rescue_expired_leases(
+                self.page_size, self.settings.retry_base_seconds, self.settings.retry_cap_seconds
+            )
+            requeued = [entry for entry, status in rows if status == "queued"]
+            result.leases_rescued += len(requeued)
+            result.leases_failed += len(rows) - len(requeued)
+            await self.index.add_jobs(requeued)
+            if len(rows) < self.page_size:
+                return
+
+    async def _reindex_type(self, job_type: str, result: ReconcileResult) -> None:
+        after = uuid.UUID(int=0)
+        now_ms = self._clock.now_ms()
+        while page := await self.store.queued_jobs_page(job_type, after, self.page_size):
+            after = page[-1].id
+            scores = await self.repair.scores_of(job_type, page)
+            plan = _RepairPlan()
+            for entry, indexed in zip(page, scores, strict=True):
+                plan.add(entry, indexed, now_ms, result)
+            await self.repair.put(job_type, plan.ready, plan.scheduled,
+                                  plan.remove_ready, plan.remove_scheduled)
+
+    async def _remove_orphans(self, job_type: str, result: ReconcileResult) -> None:
+        for which in ("ready", "scheduled"):
+            async for members in self.repair.scan_pages(job_type, which, self.page_size):
+                ids = [keys.job_id_from_member(m) for m, _ in members]
+                queued = {e.id for e in await self.store.find_queued_jobs(ids)}
+                stale = [pair for pair, i in zip(members, ids, strict=True) if i not in queued]
+                result.orphans_removed += await self.repair.remove_if_unchanged(
+                    job_type, which, stale
+                )
+
+
+class _RepairPlan:
+    """The Redis writes that make one page of queued jobs match Postgres."""
+
+    def __init__(self) -> None:
+        self.ready: dict[bytes, int] = {}
+        self.scheduled: dict[bytes, int] = {}
+        self.remove_ready: list[bytes] = []
+        self.remove_scheduled: list[bytes] = []
+
+    def add(self, e: IndexEntry, indexed: IndexedScores, now_ms: int,
+            result: ReconcileResult) -> None:
+        due = keys.due_ms(e.scheduled_for)
+        ready_score = keys.ready_score(e.priority, e.scheduled_for)
+        ready_member = keys.ready_member(e.id)
+        scheduled_member = keys.scheduled_member(e.id, e.priority)
+        if indexed.ready is None and indexed.scheduled is None:
+            if due > now_ms:
+                self.scheduled[scheduled_member] = due
+            else:
+                self.ready[ready_member] = ready_score
+            result.reindexed += 1
+            return
+        fixes = 0
+        if due > now_ms and indexed.ready is not None:  # listed as ready before its time
+            self.remove_ready.append(ready_member)
+            self.scheduled[scheduled_member] = due
+            fixes += 1
+        elif indexed.ready is not None:
+            if indexed.ready != ready_score:
+                self.ready[ready_member] = ready_score
+                fixes += 1
+            if indexed.scheduled is not None:  # listed twice
+                self.remove_scheduled.append(scheduled_member)
+                fixes += 1
+        elif indexed.scheduled != due:
+            self.scheduled[scheduled_member] = due
+            fixes += 1
+        result.drift_fixed += 1 if fixes else 0

@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: HYBRIDQ_SHUTDOWN_GRACE_SECONDS or 30)")
     p.set_defaults(func=cmd_worker)
 
+    p = sub.add_parser("reconcile", help="repair drift between Postgres and Redis, rescue expired "
+                       "leases; prints one JSON line of counts per run")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="one run, then exit (for cron)")
+    mode.add_argument("--every", type=_duration, metavar="DURATION",
+                      help="run in a loop, e.g. 15s, 2m, 500ms (until SIGTERM/SIGINT)")
+    p.set_defaults(func=cmd_reconcile)
+
     p = sub.add_parser("enqueue", help="create one job and print it as JSON")
     p.add_argument("job_type", metavar="TYPE")
     p.add_argument("--input", required=True, metavar="JSON", help="the job's input, a JSON object")
@@ -131,6 +139,20 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as queue:
+        reconciler = queue.reconciler()
+        if args.once:
+            print((await reconciler.run_once()).to_json(), flush=True)
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await reconciler.run_forever(args.every, stop)
+    return 0
+
+
 async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     try:
         payload = json.loads(args.input)
@@ -187,6 +209,25 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """'15s', '2m', '500ms', '1h' or a plain number of seconds; must be positive."""
+    number, unit = text, "s"
+    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)], suffix
+            break
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration like 15s or 2m, got {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
+    return seconds
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -250,6 +250,31 @@ class PgStore:
                         await conn.fetchval(Q.reconcile_unlock)
         finally:
             await self.pool.release(conn)
+
+    async def notify(self, connection: asyncpg.Connection, channel: str, payload: str) -> None:
+        """pg_notify on the caller's connection: delivered only if its transaction commits."""
+        async with translate_errors():
+            await connection.execute(Q.notify, channel, payload)
+
+    @asynccontextmanager
+    async def listening(
+        self, channel: str, callback: Callable[[Any, int, str, str], None]
+    ) -> AsyncIterator[Callable[[], bool]]:
+        """LISTEN on a connection held for the block; yields a function telling whether
+        that connection has been closed (then the caller should listen again)."""
+        async with translate_errors():
+            conn = await self.pool.acquire()
+        try:
+            async with translate_errors():
+                await conn.add_listener(channel, callback)
+            try:
+                yield conn.is_closed
+            finally:
+                with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                    await conn.remove_listener(channel, callback)
+        finally:
+            with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                await self.pool.release(conn)
 
     async def server_time_ms(self) -> float:
         async with translate_errors():

@@ -53,7 +53,11 @@ class JobRunnerService:
         concurrency: int | None = None,
         worker_id: str | None = None,
         rebuild_index: Callable[[list[str]], Awaitable[object]] | None = None,
+        index_committed_jobs: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``rebuild_index(types)`` re-indexes types whose Redis index was lost (wiring
+        passes Reconciler.rebuild_index); ``index_committed_jobs()`` runs in the background
+        to index jobs created in callers' transactions (committed_jobs.py)."""
         self.settings = settings or Settings()
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = concurrency or self.settings.concurrency
@@ -73,6 +77,7 @@ class JobRunnerService:
         self._rebuilding: set[str] = set()
         self._chores: set[asyncio.Task[None]] = set()
         self._rebuild_index = rebuild_index
+        self._index_committed_jobs = index_committed_jobs
         self._outcomes = OutcomeBuffer(
             store, index, self.worker_id,
             flush_interval=self.settings.flush_interval_ms / 1000.0,
@@ -116,6 +121,8 @@ class JobRunnerService:
             asyncio.create_task(self._outcomes.run()),
             asyncio.create_task(self._heartbeat_loop()),
         ]
+        if self._index_committed_jobs is not None:
+            background.append(asyncio.create_task(self._index_committed_jobs()))
         log.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id,
                                            "job_types": self.job_types,
                                            "concurrency": self.concurrency})

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from .committed_jobs import channel_name, encode_payloads
 from .errors import BackendUnavailable, InvalidJob, JobNotFound, JobStateConflict
 from .ids import uuid7
 from .models import JobStatus, NewJob, parse_job_id
@@ -46,23 +47,31 @@ class JobService:
         priority: int = 0,
         max_retries: int = 3,
         scheduled_for: datetime | None = None,
+        connection: Any | None = None,
     ) -> Job:
         """Enqueue one job; returns it as stored. Raises InvalidJob for bad arguments and
-        BackendUnavailable when Postgres cannot be reached (then nothing was enqueued)."""
+        BackendUnavailable when Postgres cannot be reached (then nothing was enqueued).
+
+        With ``connection`` (an asyncpg connection inside the caller's transaction), the job
+        exists only if that transaction commits, and workers pick it up right after the
+        commit (see committed_jobs.py)."""
         new = NewJob.build(
             id=uuid7(), job_type=job_type, input=input, user_id=user_id,
             priority=priority, max_retries=max_retries, scheduled_for=scheduled_for,
         )
-        [job] = await self._insert([new])
+        [job] = await self._insert([new], connection)
         return job
 
-    async def create_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
+    async def create_many(
+        self, jobs: Sequence[Mapping[str, Any]], connection: Any | None = None
+    ) -> list[Job]:
         """Enqueue several jobs: one INSERT and one Redis pipeline. Each item takes the
-        keyword arguments of create(). All or nothing in Postgres."""
+        keyword arguments of create(). All or nothing in Postgres. ``connection``: as in
+        create()."""
         if len(jobs) > CREATE_MANY_MAX:
             raise InvalidJob(f"create_many takes at most {CREATE_MANY_MAX} jobs, got {len(jobs)}")
         new_jobs = [self._build(i, spec) for i, spec in enumerate(jobs)]
-        return await self._insert(new_jobs) if new_jobs else []
+        return await self._insert(new_jobs, connection) if new_jobs else []
 
     async def get(self, job_id: Any) -> Job:
         job = await self.store.get_job(parse_job_id(job_id))
@@ -88,13 +97,18 @@ class JobService:
         await self._index_quietly("add_jobs", [index_entry(job, deferred=False)])
         return job
 
-    async def _insert(self, new_jobs: list[NewJob]) -> list[Job]:
-        jobs = await self.store.insert_jobs(new_jobs)
+    async def _insert(self, new_jobs: list[NewJob], connection: Any | None) -> list[Job]:
+        jobs = await self.store.insert_jobs(new_jobs, connection)
         entries = [
             index_entry(j, deferred=n.scheduled_for is not None)
             for j, n in zip(jobs, new_jobs, strict=True)
         ]
-        await self._index_quietly("add_jobs", entries)
+        if connection is None:
+            await self._index_quietly("add_jobs", entries)
+        else:
+            channel = channel_name(self.index.namespace)
+            for payload in encode_payloads(entries):
+                await self.store.notify(connection, channel, payload)
         return jobs
 
     async def _index_quietly(self, method: str, entries: list[IndexEntry]) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
+from .committed_jobs import index_committed_jobs
 from .pg_store import PgStore, create_pool
 from .reconciler import Reconciler
 from .redis_index import RedisIndex, create_client
@@ -38,6 +40,10 @@ class Queue:
         """A worker on these backends; ``options`` are JobRunnerService's keywords
         (concurrency, worker_id)."""
         options.setdefault("rebuild_index", self.reconciler().rebuild_index)
+        options.setdefault(
+            "index_committed_jobs",
+            partial(index_committed_jobs, self.store, self.index, self.settings.namespace),
+        )
         return JobRunnerService(self.store, self.index, self.settings, **options)
 
     def reconciler(self) -> Reconciler:

@@ -91,6 +91,10 @@ SET status = 'queued', scheduled_for = date_trunc('milliseconds', now()),
 WHERE id = $1 AND status IN ('failed', 'cancelled')
 RETURNING *;
 
+-- name: notify
+-- Tell workers, once the caller's transaction commits, which jobs to index in Redis.
+SELECT pg_notify($1, $2);
+
 -- name: server_time_ms
 -- Postgres' clock, in ms since the Unix epoch: workers promote scheduled jobs by this clock.
 SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8;

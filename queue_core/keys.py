@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .models import PRIORITY_MAX, PRIORITY_MIN
 
-EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 """Due times count milliseconds from here: 2^41 ms reaches past the year 2093."""
 DUE_BITS = 41
 DUE_MAX_MS = (1 << DUE_BITS) - 1

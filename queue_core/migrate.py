@@ -34,7 +34,7 @@ class Migration:
 
 def bundled_migrations() -> list[Migration]:
     folder = resources.files("queue_core").joinpath("migrations")
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [Migration(f.name.removesuffix(".sql"), f.read_text("utf-8")) for f in files]
 
 

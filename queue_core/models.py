@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -33,7 +33,7 @@ JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,99}$")
 USER_ID_MAX_LENGTH = 200
 SCHEDULE_HORIZON = timedelta(days=366 * 10)
 """scheduled_for may not be further ahead than this."""
-EARLIEST_SCHEDULE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+EARLIEST_SCHEDULE = datetime(2024, 1, 1, tzinfo=UTC)
 """scheduled_for may not be before this: keys.EPOCH, where Redis due times start counting, so
 that both stores order every accepted time the same way."""
 
@@ -75,9 +75,7 @@ class NewJob:
 
 def validate_job_type(job_type: Any) -> str:
     if not isinstance(job_type, str) or not JOB_TYPE_PATTERN.fullmatch(job_type):
-        raise InvalidJob(
-            f"job_type must match {JOB_TYPE_PATTERN.pattern} (got {job_type!r:.120})"
-        )
+        raise InvalidJob(f"job_type must match {JOB_TYPE_PATTERN.pattern} (got {job_type!r:.120})")
     return job_type
 
 
@@ -137,9 +135,8 @@ def _validate_scheduled_for(value: Any) -> datetime | None:
         raise InvalidJob(f"scheduled_for must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidJob("scheduled_for must be timezone-aware (e.g. datetime.now(timezone.utc))")
-    if value < EARLIEST_SCHEDULE or value > datetime.now(timezone.utc) + SCHEDULE_HORIZON:
+    if value < EARLIEST_SCHEDULE or value > datetime.now(UTC) + SCHEDULE_HORIZON:
         raise InvalidJob(f"scheduled_for {value.isoformat()} is out of range")
     # Millisecond precision everywhere: the Redis score holds milliseconds, and the two stores
     # must agree exactly on the order of jobs.
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
-

@@ -81,9 +81,14 @@ class OutcomeBuffer:
                     if group:
                         self._resolve(group, await self._write(kind, group))
             except BackendUnavailable as exc:
-                log.warning("outcomes not written yet; retrying",
-                            extra={"action": "flush_outcomes", "pending": len(self._pending),
-                                   "error": str(exc)})
+                log.warning(
+                    "outcomes not written yet; retrying",
+                    extra={
+                        "action": "flush_outcomes",
+                        "pending": len(self._pending),
+                        "error": str(exc),
+                    },
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_SECONDS)
         self._has_items.clear()
@@ -106,8 +111,10 @@ class OutcomeBuffer:
         try:
             await self._index.add_jobs(entries)
         except BackendUnavailable as exc:
-            log.warning("retried jobs not indexed; the reconciler will",
-                        extra={"action": "retry_jobs", "error": str(exc)})
+            log.warning(
+                "retried jobs not indexed; the reconciler will",
+                extra={"action": "retry_jobs", "error": str(exc)},
+            )
         return {e.id for e in entries}
 
     def _resolve(self, group: list[Outcome], written: set[uuid.UUID]) -> None:
@@ -117,8 +124,12 @@ class OutcomeBuffer:
             if o.attempt.id not in written:
                 log.warning(
                     "lease lost: outcome discarded",
-                    extra={"action": "lease_lost", "job_id": str(o.attempt.id),
-                           "attempt": o.attempt.attempt, "worker_id": self._owner,
-                           "outcome": o.kind.value},
+                    extra={
+                        "action": "lease_lost",
+                        "job_id": str(o.attempt.id),
+                        "attempt": o.attempt.attempt,
+                        "worker_id": self._owner,
+                        "outcome": o.kind.value,
+                    },
                 )
         self._on_written(group)

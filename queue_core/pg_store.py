@@ -161,7 +161,9 @@ class PgStore:
             )
         return [_index_entry(r) for r in rows]
 
-    async def fail_jobs(self, failures: Sequence[tuple[Attempt, str]], owner: str) -> set[uuid.UUID]:
+    async def fail_jobs(
+        self, failures: Sequence[tuple[Attempt, str]], owner: str
+    ) -> set[uuid.UUID]:
         async with translate_errors():
             rows = await self.pool.fetch(
                 Q.fail_jobs,
@@ -257,9 +259,7 @@ class PgStore:
             await connection.execute(Q.notify, channel, payload)
 
     @asynccontextmanager
-    async def listening(
-        self, channel: str, callback: Callable[[Any, int, str, str], None]
-    ) -> AsyncIterator[Callable[[], bool]]:
+    async def listening(self, channel: str, callback: Any) -> AsyncIterator[Callable[[], bool]]:
         """LISTEN on a connection held for the block; yields a function telling whether
         that connection has been closed (then the caller should listen again)."""
         async with translate_errors():

@@ -6,11 +6,11 @@ substitute either.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-import asyncio
 from typing import Any, Protocol
 
 from .models import NewJob
@@ -83,8 +83,11 @@ class ReadyIndex(Protocol):
     async def add_jobs(self, entries: Sequence[IndexEntry]) -> None: ...
     async def claim_ids(self, job_type: str, now_ms: int, count: int) -> ClaimedIds: ...
     async def remove_jobs(self, entries: Sequence[IndexEntry]) -> None: ...
-    async def restore_ids(self, job_type: str, ids: Sequence[uuid.UUID], scores: Sequence[int]) -> None:
+    async def restore_ids(
+        self, job_type: str, ids: Sequence[uuid.UUID], scores: Sequence[int]
+    ) -> None:
         """Put popped ids back where they were (their claim could not be confirmed)."""
+
     async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
         """Set ``event`` whenever a job of one of ``job_types`` is indexed; runs until
         cancelled."""

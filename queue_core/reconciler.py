@@ -53,8 +53,12 @@ class ReconcileResult:
 
 class Reconciler:
     def __init__(
-        self, store: PgStore, index: RedisIndex, settings: Settings,
-        *, page_size: int = DEFAULT_PAGE_SIZE,
+        self,
+        store: PgStore,
+        index: RedisIndex,
+        settings: Settings,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.store = store
         self.repair = IndexRepair(index)
@@ -81,8 +85,9 @@ class Reconciler:
                 result = await self.run_once()
                 print(result.to_json(), flush=True)
             except Exception as exc:  # a failed run must not end the loop; the next retries
-                log.warning("reconcile run failed", extra={"action": "reconcile",
-                                                           "error": str(exc)})
+                log.warning(
+                    "reconcile run failed", extra={"action": "reconcile", "error": str(exc)}
+                )
             delay = every_seconds * random.uniform(0.9, 1.1)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
@@ -111,8 +116,10 @@ class Reconciler:
                 await self._reindex_type(job_type, result)
                 await self._remove_orphans(job_type, result)
                 if not await self.repair.finish_rebuild(job_type, token):
-                    log.warning("redis lost data during the rebuild; the next run retries",
-                                extra={"action": "reconcile", "job_type": job_type})
+                    log.warning(
+                        "redis lost data during the rebuild; the next run retries",
+                        extra={"action": "reconcile", "job_type": job_type},
+                    )
         result.duration_ms = round((time.perf_counter() - started) * 1000, 1)
         log.info("reconciled", extra={"action": "reconcile", **asdict(result)})
         return result
@@ -138,8 +145,9 @@ class Reconciler:
             plan = _RepairPlan()
             for entry, indexed in zip(page, scores, strict=True):
                 plan.add(entry, indexed, now_ms, result)
-            await self.repair.put(job_type, plan.ready, plan.scheduled,
-                                  plan.remove_ready, plan.remove_scheduled)
+            await self.repair.put(
+                job_type, plan.ready, plan.scheduled, plan.remove_ready, plan.remove_scheduled
+            )
 
     async def _remove_orphans(self, job_type: str, result: ReconcileResult) -> None:
         for which in ("ready", "scheduled"):
@@ -161,8 +169,9 @@ class _RepairPlan:
         self.remove_ready: list[bytes] = []
         self.remove_scheduled: list[bytes] = []
 
-    def add(self, e: IndexEntry, indexed: IndexedScores, now_ms: int,
-            result: ReconcileResult) -> None:
+    def add(
+        self, e: IndexEntry, indexed: IndexedScores, now_ms: int, result: ReconcileResult
+    ) -> None:
         due = keys.due_ms(e.scheduled_for)
         ready_score = keys.ready_score(e.priority, e.scheduled_for)
         ready_member = keys.ready_member(e.id)

@@ -73,9 +73,9 @@ class RedisIndex:
                 )
         pipe = self.client.pipeline(transaction=False)
         for job_type, mapping in scheduled.items():
-            pipe.zadd(self.keys_for(job_type).scheduled, mapping)  # type: ignore[arg-type]
+            pipe.zadd(self.keys_for(job_type).scheduled, mapping)
         for job_type, mapping in ready.items():
-            pipe.zadd(self.keys_for(job_type).ready, mapping)  # type: ignore[arg-type]
+            pipe.zadd(self.keys_for(job_type).ready, mapping)
         for job_type in scheduled.keys() | ready.keys():
             pipe.publish(self.keys_for(job_type).wake_channel, b"1")
         async with translate_errors():
@@ -103,7 +103,7 @@ class RedisIndex:
             return
         mapping = {keys.ready_member(i): s for i, s in zip(ids, scores, strict=True)}
         async with translate_errors():
-            await self.client.zadd(self.keys_for(job_type).ready, mapping)  # type: ignore[arg-type]
+            await self.client.zadd(self.keys_for(job_type).ready, mapping)
 
     async def remove_jobs(self, entries: Sequence[IndexEntry]) -> None:
         if not entries:
@@ -132,7 +132,10 @@ class WakeListener:
     """
 
     def __init__(
-        self, client: aioredis.Redis, namespace: str, job_types: Sequence[str],
+        self,
+        client: aioredis.Redis,
+        namespace: str,
+        job_types: Sequence[str],
         event: asyncio.Event,
     ) -> None:
         self._client = client
@@ -152,12 +155,13 @@ class WakeListener:
                     if message is not None:
                         self._event.set()
             except (RedisError, ConnectionError, OSError) as exc:
-                log.debug("wake listener lost redis", extra={"action": "wake_listener",
-                                                            "error": str(exc)})
+                log.debug(
+                    "wake listener lost redis", extra={"action": "wake_listener", "error": str(exc)}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
                 try:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except (RedisError, ConnectionError, OSError):
                     pass

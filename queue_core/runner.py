@@ -22,7 +22,8 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from .clock import ServerClock
 from .errors import BackendUnavailable, HandlerNotFound
@@ -53,7 +54,7 @@ class JobRunnerService:
         concurrency: int | None = None,
         worker_id: str | None = None,
         rebuild_index: Callable[[list[str]], Awaitable[object]] | None = None,
-        index_committed_jobs: Callable[[], Awaitable[None]] | None = None,
+        index_committed_jobs: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """``rebuild_index(types)`` re-indexes types whose Redis index was lost (wiring
         passes Reconciler.rebuild_index); ``index_committed_jobs()`` runs in the background
@@ -63,7 +64,9 @@ class JobRunnerService:
         self.concurrency = concurrency or self.settings.concurrency
         self._store = store
         self._index = index
-        self._policy = RetryPolicy(self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
+        self._policy = RetryPolicy(
+            self.settings.retry_base_seconds, self.settings.retry_cap_seconds
+        )
         self._clock = ServerClock()
         self._handlers: dict[str, RegisteredHandler] = {}
         self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None]]] = {}
@@ -79,18 +82,22 @@ class JobRunnerService:
         self._rebuild_index = rebuild_index
         self._index_committed_jobs = index_committed_jobs
         self._outcomes = OutcomeBuffer(
-            store, index, self.worker_id,
+            store,
+            index,
+            self.worker_id,
             flush_interval=self.settings.flush_interval_ms / 1000.0,
             batch_max=self.settings.flush_batch_max,
             on_written=self._forget_written,
         )
 
-    def register_handler(self, job_type: str, handler: Handler, *, timeout: float | None = None) -> None:
+    def register_handler(
+        self, job_type: str, handler: Handler, *, timeout: float | None = None
+    ) -> None:
         """Run ``handler(job) -> dict | None`` for jobs of ``job_type``; an attempt that runs
         longer than ``timeout`` seconds fails (and is retried like any failure)."""
         validate_job_type(job_type)
         if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)
+            type(handler).__call__
         ):
             raise TypeError(f"handler for {job_type!r} must be an async function")
         if timeout is not None and timeout <= 0:
@@ -123,9 +130,15 @@ class JobRunnerService:
         ]
         if self._index_committed_jobs is not None:
             background.append(asyncio.create_task(self._index_committed_jobs()))
-        log.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id,
-                                           "job_types": self.job_types,
-                                           "concurrency": self.concurrency})
+        log.info(
+            "worker started",
+            extra={
+                "action": "worker_start",
+                "worker_id": self.worker_id,
+                "job_types": self.job_types,
+                "concurrency": self.concurrency,
+            },
+        )
         try:
             await self._claim_loop()
             await self._finish_running(self.settings.shutdown_grace_seconds)
@@ -143,8 +156,10 @@ class JobRunnerService:
                 await self._clock.sync(self._store)
                 return
             except BackendUnavailable as exc:
-                log.warning("postgres unavailable at start; retrying",
-                            extra={"action": "worker_start", "error": str(exc)})
+                log.warning(
+                    "postgres unavailable at start; retrying",
+                    extra={"action": "worker_start", "error": str(exc)},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -160,8 +175,9 @@ class JobRunnerService:
             try:
                 started, wait_ms = await self._claim(free)
             except BackendUnavailable as exc:
-                log.warning("claim failed; backing off", extra={"action": "claim_jobs",
-                                                              "error": str(exc)})
+                log.warning(
+                    "claim failed; backing off", extra={"action": "claim_jobs", "error": str(exc)}
+                )
                 await self._wait(self._stopping, backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -180,7 +196,7 @@ class JobRunnerService:
         self._round_robin = (self._round_robin + 1) % len(types)
         started, wait_ms = 0, -1
         now_ms = self._clock.now_ms()
-        for job_type in types[self._round_robin:] + types[: self._round_robin]:
+        for job_type in types[self._round_robin :] + types[: self._round_robin]:
             want = min(free - started, self.settings.claim_batch_max)
             if want <= 0:
                 break
@@ -205,8 +221,15 @@ class JobRunnerService:
             return await self._claim_from_postgres(job_type, want)
         if job_type in self._degraded:
             self._degraded.discard(job_type)
-            log.warning("claiming through redis again", extra={"action": "claim_mode",
-                        "job_type": job_type, "mode": "redis", "worker_id": self.worker_id})
+            log.warning(
+                "claiming through redis again",
+                extra={
+                    "action": "claim_mode",
+                    "job_type": job_type,
+                    "mode": "redis",
+                    "worker_id": self.worker_id,
+                },
+            )
         if not popped.ids:
             return 0, popped.wait_ms
         try:
@@ -232,26 +255,36 @@ class JobRunnerService:
         self._postgres_until[job_type] = time.monotonic() + REDIS_RETRY_SECONDS
         if job_type not in self._degraded:
             self._degraded.add(job_type)
-            log.warning("claiming straight from postgres", extra={"action": "claim_mode",
-                        "job_type": job_type, "mode": "postgres", "reason": reason,
-                        "worker_id": self.worker_id})
+            log.warning(
+                "claiming straight from postgres",
+                extra={
+                    "action": "claim_mode",
+                    "job_type": job_type,
+                    "mode": "postgres",
+                    "reason": reason,
+                    "worker_id": self.worker_id,
+                },
+            )
 
     def _request_rebuild(self, job_type: str) -> None:
         """Rebuild the lost index in the background (one rebuild at a time), then go back
         to Redis at the next claim."""
-        if self._rebuild_index is None or job_type in self._rebuilding:
+        rebuild_index = self._rebuild_index
+        if rebuild_index is None or job_type in self._rebuilding:
             return
         self._rebuilding.add(job_type)
 
         async def rebuild() -> None:
             try:
-                result = await self._rebuild_index([job_type])
+                result = await rebuild_index([job_type])
                 if not getattr(result, "skipped", False):
                     self._postgres_until[job_type] = 0.0
                     self._new_work.set()  # claim through the rebuilt index right away
             except BackendUnavailable as exc:
-                log.warning("index rebuild failed", extra={"action": "rebuild_index",
-                            "job_type": job_type, "error": str(exc)})
+                log.warning(
+                    "index rebuild failed",
+                    extra={"action": "rebuild_index", "job_type": job_type, "error": str(exc)},
+                )
             finally:
                 self._rebuilding.discard(job_type)
 
@@ -275,9 +308,14 @@ class JobRunnerService:
         """Postgres refused some popped ids: finished or cancelled ones are simply dropped;
         ones still queued (not due yet by Postgres' clock) go back to the index."""
         entries = await self._store.find_queued_jobs(ids)
-        log.debug("dropped ids postgres did not confirm",
-                  extra={"action": "claim_jobs", "dropped": len(ids) - len(entries),
-                         "reindexed": len(entries)})
+        log.debug(
+            "dropped ids postgres did not confirm",
+            extra={
+                "action": "claim_jobs",
+                "dropped": len(ids) - len(entries),
+                "reindexed": len(entries),
+            },
+        )
         if entries:
             with contextlib.suppress(BackendUnavailable):
                 await self._index.add_jobs(entries)
@@ -315,7 +353,9 @@ class JobRunnerService:
         if not held:
             return
         try:
-            kept = await self._store.extend_leases(held, self.worker_id, self.settings.lease_seconds)
+            kept = await self._store.extend_leases(
+                held, self.worker_id, self.settings.lease_seconds
+            )
         except BackendUnavailable as exc:
             log.warning("heartbeat failed", extra={"action": "extend_leases", "error": str(exc)})
             return
@@ -326,9 +366,15 @@ class JobRunnerService:
             running = self._running.get(attempt.id)
             if running is not None and running[0] == attempt:
                 running[1].cancel()
-                log.warning("lease lost: handler cancelled",
-                            extra={"action": "lease_lost", "job_id": str(attempt.id),
-                                   "attempt": attempt.attempt, "worker_id": self.worker_id})
+                log.warning(
+                    "lease lost: handler cancelled",
+                    extra={
+                        "action": "lease_lost",
+                        "job_id": str(attempt.id),
+                        "attempt": attempt.attempt,
+                        "worker_id": self.worker_id,
+                    },
+                )
 
     async def _finish_running(self, grace: float) -> None:
         """Let running jobs finish for ``grace`` seconds, then cancel the rest and give them
@@ -351,15 +397,16 @@ class JobRunnerService:
             except BackendUnavailable:
                 await asyncio.sleep(0.5)
         else:
-            log.error("could not release jobs; their leases will expire",
-                      extra={"action": "release_jobs", "jobs": len(attempts)})
+            log.error(
+                "could not release jobs; their leases will expire",
+                extra={"action": "release_jobs", "jobs": len(attempts)},
+            )
             return
         for entry in entries:
             self._held.pop(entry.id, None)
         with contextlib.suppress(BackendUnavailable):
             await self._index.add_jobs(entries)
-        log.info("released unfinished jobs", extra={"action": "release_jobs",
-                                                    "jobs": len(entries)})
+        log.info("released unfinished jobs", extra={"action": "release_jobs", "jobs": len(entries)})
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -56,8 +56,13 @@ class JobService:
         exists only if that transaction commits, and workers pick it up right after the
         commit (see committed_jobs.py)."""
         new = NewJob.build(
-            id=uuid7(), job_type=job_type, input=input, user_id=user_id,
-            priority=priority, max_retries=max_retries, scheduled_for=scheduled_for,
+            id=uuid7(),
+            job_type=job_type,
+            input=input,
+            user_id=user_id,
+            priority=priority,
+            max_retries=max_retries,
+            scheduled_for=scheduled_for,
         )
         [job] = await self._insert([new], connection)
         return job
@@ -126,17 +131,27 @@ class JobService:
     def _build(position: int, spec: Mapping[str, Any]) -> NewJob:
         if not isinstance(spec, Mapping):
             raise InvalidJob(f"jobs[{position}] must be a mapping of create() arguments")
-        unknown = set(spec) - {"job_type", "input", "user_id", "priority", "max_retries",
-                               "scheduled_for"}
+        unknown = set(spec) - {
+            "job_type",
+            "input",
+            "user_id",
+            "priority",
+            "max_retries",
+            "scheduled_for",
+        }
         if unknown:
             raise InvalidJob(f"jobs[{position}] has unknown fields: {sorted(unknown)}")
         if "job_type" not in spec or "input" not in spec:
             raise InvalidJob(f"jobs[{position}] needs job_type and input")
         try:
             return NewJob.build(
-                id=uuid7(), job_type=spec["job_type"], input=spec["input"],
-                user_id=spec.get("user_id"), priority=spec.get("priority", 0),
-                max_retries=spec.get("max_retries", 3), scheduled_for=spec.get("scheduled_for"),
+                id=uuid7(),
+                job_type=spec["job_type"],
+                input=spec["input"],
+                user_id=spec.get("user_id"),
+                priority=spec.get("priority", 0),
+                max_retries=spec.get("max_retries", 3),
+                scheduled_for=spec.get("scheduled_for"),
             )
         except InvalidJob as exc:
             raise InvalidJob(f"jobs[{position}]: {exc}") from None

@@ -48,7 +48,10 @@ class Settings(BaseSettings):
     )
     concurrency: int = Field(10, ge=1, le=10_000, description="Jobs one worker runs at once.")
     claim_batch_max: int = Field(
-        100, ge=1, le=1000, description="Ids claimed at most per round trip (bounded by free slots)."
+        100,
+        ge=1,
+        le=1000,
+        description="Ids claimed at most per round trip (bounded by free slots).",
     )
     flush_interval_ms: float = Field(
         5.0, gt=0, description="Outcomes wait at most this long before they are written."

@@ -1,10 +1,10 @@
 """Open the backends once and hand out the services built on them.
 
-    async with queue_core.connect(settings) as queue:
-        await queue.job_service.create(job_type="email_processing", input={...})
-        runner = queue.runner(concurrency=20)
-        handlers.register(runner)
-        await runner.run()
+async with queue_core.connect(settings) as queue:
+    await queue.job_service.create(job_type="email_processing", input={...})
+    runner = queue.runner(concurrency=20)
+    handlers.register(runner)
+    await runner.run()
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class Queue:
 async def connect(settings: Settings | None = None) -> AsyncIterator[Queue]:
     settings = settings or Settings()
     pool = await create_pool(
-        settings.database_url, schema=settings.db_schema,
-        min_size=settings.pool_min_size, max_size=settings.pool_max_size,
+        settings.database_url,
+        schema=settings.db_schema,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
     )
     client = create_client(settings.redis_url)
     store = PgStore(pool)

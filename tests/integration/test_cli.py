@@ -20,7 +20,11 @@ def hybridq(settings: Settings, *args: str, **env: str) -> subprocess.CompletedP
     full_env = worker_env(settings, Path("/dev/null"), **env)
     return subprocess.run(
         [sys.executable, "-m", "queue_core", *args],
-        env=full_env, cwd=REPO, capture_output=True, text=True, timeout=60,
+        env=full_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -37,8 +41,17 @@ async def test_migrate_is_idempotent(settings: Settings) -> None:
 
 
 async def test_enqueue_then_get_round_trip(queue: Queue) -> None:
-    result = hybridq(queue.settings, "enqueue", "email_processing", "--input",
-                     '{"message_id": "m-1"}', "--priority", "5", "--user-id", "u-1")
+    result = hybridq(
+        queue.settings,
+        "enqueue",
+        "email_processing",
+        "--input",
+        '{"message_id": "m-1"}',
+        "--priority",
+        "5",
+        "--user-id",
+        "u-1",
+    )
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
     assert created["status"] == "queued" and created["priority"] == 5
@@ -77,8 +90,12 @@ async def test_bad_arguments_give_one_line_error_and_nonzero_exit(
 
 
 async def test_unreachable_postgres_exits_3_with_one_line(settings: Settings) -> None:
-    result = hybridq(settings, "get", "01900000-0000-7000-8000-000000000000",
-                     DATABASE_URL="postgresql://127.0.0.1:1/x")
+    result = hybridq(
+        settings,
+        "get",
+        "01900000-0000-7000-8000-000000000000",
+        DATABASE_URL="postgresql://127.0.0.1:1/x",
+    )
     assert_one_line_error(result, 3, "postgres unavailable")
 
 
@@ -88,8 +105,9 @@ async def test_invalid_configuration_is_reported(settings: Settings) -> None:
 
 
 def test_help_lists_every_command() -> None:
-    result = subprocess.run([sys.executable, "-m", "queue_core", "--help"], capture_output=True,
-                            text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "queue_core", "--help"], capture_output=True, text=True, cwd=REPO
+    )
     for command in ("migrate", "worker", "enqueue", "get"):
         assert command in result.stdout
 
@@ -99,7 +117,11 @@ async def test_worker_runs_jobs_and_exits_0_on_sigterm(queue: Queue, tmp_path: P
     env = worker_env(queue.settings, tmp_path / "rec.log")
     proc = subprocess.Popen(
         [sys.executable, "-m", "queue_core", "worker", "--handlers", "tests.support.recording"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         await wait_for_status(queue.job_service, job["id"], {"succeeded"})

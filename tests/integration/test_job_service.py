@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from queue_core import InvalidJob, JobNotFound, JobStateConflict, Queue
-from queue_core import keys
+from queue_core import InvalidJob, JobNotFound, JobStateConflict, Queue, keys
 
 
 async def ready_ids(queue: Queue, job_type: str) -> list[str]:
-    members = await queue.redis.zrange(keys.type_keys(queue.settings.namespace, job_type).ready, 0, -1)
+    members = await queue.redis.zrange(
+        keys.type_keys(queue.settings.namespace, job_type).ready, 0, -1
+    )
     return [str(keys.job_id_from_member(m)) for m in members]
 
 
@@ -34,7 +35,7 @@ async def test_create_stores_job_and_indexes_it_as_ready(queue: Queue) -> None:
 
 
 async def test_create_with_future_time_goes_to_scheduled_set(queue: Queue) -> None:
-    when = datetime.now(timezone.utc) + timedelta(hours=1)
+    when = datetime.now(UTC) + timedelta(hours=1)
     job = await queue.job_service.create("calendar_sync", {"c": 1}, scheduled_for=when)
     assert abs((job["scheduled_for"] - when).total_seconds()) < 0.001
     assert await scheduled_ids(queue, "calendar_sync") == [job["id"]]
@@ -47,7 +48,9 @@ async def test_create_many_inserts_all_in_order_and_indexes_them(queue: Queue) -
     )
     assert [j["input"]["n"] for j in jobs] == list(range(50))
     ids = await ready_ids(queue, "t")
-    expected = [j["id"] for j in jobs if j["priority"] == 1] + [j["id"] for j in jobs if j["priority"] == 0]
+    expected = [j["id"] for j in jobs if j["priority"] == 1] + [
+        j["id"] for j in jobs if j["priority"] == 0
+    ]
     assert ids == expected
 
 
@@ -81,7 +84,7 @@ async def test_create_many_is_all_or_nothing_on_invalid_item(queue: Queue) -> No
         ({"job_type": "t", "input": {}, "scheduled_for": datetime(2030, 1, 1)}, "timezone"),
         ({"job_type": "t", "input": {}, "scheduled_for": "tomorrow"}, "datetime"),
         (
-            {"job_type": "t", "input": {}, "scheduled_for": datetime(1990, 1, 1, tzinfo=timezone.utc)},
+            {"job_type": "t", "input": {}, "scheduled_for": datetime(1990, 1, 1, tzinfo=UTC)},
             "out of range",
         ),
     ],
@@ -110,7 +113,7 @@ async def test_get_unknown_or_malformed_id_raises_job_not_found(queue: Queue) ->
 async def test_cancel_queued_job_removes_it_from_redis(queue: Queue) -> None:
     job = await queue.job_service.create("t", {})
     later = await queue.job_service.create(
-        "t", {}, scheduled_for=datetime.now(timezone.utc) + timedelta(minutes=5)
+        "t", {}, scheduled_for=datetime.now(UTC) + timedelta(minutes=5)
     )
     assert (await queue.job_service.cancel(job["id"]))["status"] == "cancelled"
     assert (await queue.job_service.cancel(later["id"]))["status"] == "cancelled"

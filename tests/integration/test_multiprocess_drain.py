@@ -27,7 +27,9 @@ async def test_four_workers_drain_20k_jobs_each_exactly_once(queue: Queue, tmp_p
         left = await queue.pool.fetchval("SELECT count(*) FROM jobs WHERE status <> 'succeeded'")
         return left == 0
 
-    with worker_processes(queue.settings, record, count=4, concurrency=20, log_dir=tmp_path) as procs:
+    with worker_processes(
+        queue.settings, record, count=4, concurrency=20, log_dir=tmp_path
+    ) as procs:
         await wait_until(all_finished, timeout=240, interval=0.25)
         assert all(p.poll() is None for p in procs), "a worker died during the drain"
 

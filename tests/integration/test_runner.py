@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,11 +24,14 @@ async def test_one_worker_starts_jobs_in_priority_due_creation_order(queue: Queu
     """2,000 jobs, random priorities, some due seconds ahead; concurrency 1. Each start must
     be the best job due at that moment, and none may start before its time."""
     rng = random.Random(7)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     specs: list[dict[str, Any]] = []
     for i in range(2000):
-        spec: dict[str, Any] = {"job_type": "ordered", "input": {"i": i},
-                                "priority": rng.choice([-5, 0, 0, 1, 3, 10])}
+        spec: dict[str, Any] = {
+            "job_type": "ordered",
+            "input": {"i": i},
+            "priority": rng.choice([-5, 0, 0, 1, 3, 10]),
+        }
         if rng.random() < 0.2:
             spec["scheduled_for"] = now + timedelta(milliseconds=rng.randint(200, 2500))
         specs.append(spec)
@@ -93,7 +96,7 @@ async def test_failing_handler_runs_one_plus_max_retries_times_with_growing_dela
     assert len(runs) == 4
     assert final["attempts"] == 4
     assert "RuntimeError: attempt 4 broke" in final["last_error"]
-    gaps = [b - a for a, b in zip(runs, runs[1:])]
+    gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
     # base 0.05 s, equal jitter: each delay is at least the previous one's ceiling.
     assert gaps[0] >= 0.025 and gaps[2] > gaps[0], gaps
 
@@ -164,10 +167,12 @@ async def test_redis_ids_of_cancelled_or_finished_jobs_are_never_executed(queue:
 
     cancelled = await queue.job_service.create("stale", {})
     finished = await queue.job_service.create("stale", {})
-    await queue.pool.execute("UPDATE jobs SET status = 'cancelled' WHERE id = $1",
-                             uuid.UUID(cancelled["id"]))
-    await queue.pool.execute("UPDATE jobs SET status = 'succeeded' WHERE id = $1",
-                             uuid.UUID(finished["id"]))
+    await queue.pool.execute(
+        "UPDATE jobs SET status = 'cancelled' WHERE id = $1", uuid.UUID(cancelled["id"])
+    )
+    await queue.pool.execute(
+        "UPDATE jobs SET status = 'succeeded' WHERE id = $1", uuid.UUID(finished["id"])
+    )
     ghost = uuid.uuid4()  # an id Postgres never heard of
     ready = keys.type_keys(queue.settings.namespace, "stale").ready
     await queue.redis.zadd(ready, {keys.ready_member(ghost): 0})
@@ -193,7 +198,7 @@ async def test_scheduled_job_waits_for_its_time_then_starts_promptly(queue: Queu
     runner.register_handler("later", handler)
     async with running(runner):
         await asyncio.sleep(0.1)
-        due = datetime.now(timezone.utc) + timedelta(milliseconds=600)
+        due = datetime.now(UTC) + timedelta(milliseconds=600)
         job = await queue.job_service.create("later", {}, scheduled_for=due)
         final = await wait_for_status(queue.job_service, job["id"], {"succeeded"})
     assert final["started_at"] >= final["scheduled_for"]
@@ -243,13 +248,19 @@ async def test_completion_from_expired_lease_is_rejected(queue: Queue) -> None:
     [first] = await queue.store.claim_jobs([job_id], "zombie", 30)
     # The zombie's lease is rescued; another worker claims attempt 2 and succeeds.
     await queue.pool.execute(
-        "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+        "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL"
+        " WHERE id = $1",
         job_id,
     )
     [second] = await queue.store.claim_jobs([job_id], "fresh", 30)
     assert second["attempts"] == 2
-    assert await queue.store.complete_jobs([(Attempt(job_id, 2), '{"by":"fresh"}')], "fresh") == {job_id}
-    assert await queue.store.complete_jobs([(Attempt(job_id, 1), '{"by":"zombie"}')], "zombie") == set()
+    assert await queue.store.complete_jobs([(Attempt(job_id, 2), '{"by":"fresh"}')], "fresh") == {
+        job_id
+    }
+    assert (
+        await queue.store.complete_jobs([(Attempt(job_id, 1), '{"by":"zombie"}')], "zombie")
+        == set()
+    )
     assert await queue.store.fail_jobs([(Attempt(job_id, 1), "zombie")], "zombie") == set()
     final = await queue.job_service.get(job["id"])
     assert final["status"] == "succeeded" and final["output"] == {"by": "fresh"}

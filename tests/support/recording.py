@@ -42,7 +42,9 @@ def read_counts(path: Path) -> Counter[str]:
 
 async def handle_recorded(job: dict[str, Any]) -> dict[str, Any]:
     sleep = job["input"].get("sleep", 0)
-    append_line(os.environ[RECORD_ENV], f"{job['id']} {job['attempts']} {os.getpid()} {time.time()}")
+    append_line(
+        os.environ[RECORD_ENV], f"{job['id']} {job['attempts']} {os.getpid()} {time.time()}"
+    )
     if sleep:
         await asyncio.sleep(sleep)
     return {"n": job["input"].get("n")}

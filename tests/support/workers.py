@@ -37,9 +37,20 @@ def worker_env(settings: Settings, record_file: Path, **extra: str) -> dict[str,
 def start_worker(env: dict[str, str], concurrency: int, log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "queue_core", "worker", "--handlers", "tests.support.recording",
-             "--concurrency", str(concurrency)],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "queue_core",
+                "worker",
+                "--handlers",
+                "tests.support.recording",
+                "--concurrency",
+                str(concurrency),
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 

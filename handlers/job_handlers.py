@@ -44,6 +44,22 @@ class BriefingGenerationInput(JobInput):
     topic: str = Field(min_length=1, max_length=200)
 
 
+class EmailProcessingOutput(BaseModel):
+    message_id: str
+    labels_applied: int
+
+
+class CalendarSyncOutput(BaseModel):
+    calendar_id: str
+    days: int
+    events_synced: int
+
+
+class BriefingGenerationOutput(BaseModel):
+    topic: str
+    briefing: str
+
+
 InputT = TypeVar("InputT", bound=JobInput)
 
 

@@ -4,6 +4,7 @@ Public names: everything application code needs to create jobs, write handlers a
 workers. Anything else in ``queue_core`` is an implementation detail.
 """
 
+from .contracts import ContractRegistry, JobContract
 from .errors import (
     BackendUnavailable,
     DuplicateJob,
@@ -24,6 +25,8 @@ from .wiring import Queue, connect
 
 __all__ = [
     "BackendUnavailable",
+    "ContractRegistry",
+    "JobContract",
     "DuplicateJob",
     "HandlerNotFound",
     "InvalidJob",

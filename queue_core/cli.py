@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import signal
@@ -20,11 +19,11 @@ from typing import Any, NoReturn
 import asyncpg
 from pydantic import ValidationError
 
+from .contracts import load_contracts, load_register, shape_of
 from .errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
 from .migrate import apply_migrations
 from .models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN
 from .pg_store import translate_errors
-from .runner import JobRunnerService
 from .settings import Settings
 from .wiring import connect
 
@@ -117,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--user-id", default=None, metavar="USER", help="owner of the job")
     p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser(
+        "contracts",
+        help="print the job types of a handlers module: job_type, input shape, handler, returns",
+    )
+    p.add_argument(
+        "--handlers",
+        default=None,
+        metavar="MODULE",
+        help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
+    )
+    p.add_argument(
+        "--format",
+        choices=["table", "markdown", "json"],
+        default="table",
+        help="table (default), markdown, or json with the full JSON schemas",
+    )
+    p.set_defaults(func=cmd_contracts)
 
     p = sub.add_parser("get", help="print one job as JSON")
     p.add_argument("job_id", metavar="ID")
@@ -211,22 +228,56 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
+    registry = load_contracts(args.handlers or settings.handlers_module)
+    if args.format == "json":
+        print(
+            json.dumps(
+                [
+                    {
+                        "job_type": c.job_type,
+                        "handler": c.handler_name,
+                        "timeout": c.timeout,
+                        "input_schema": c.input_model.model_json_schema()
+                        if c.input_model
+                        else None,
+                        "output_schema": c.output_model.model_json_schema()
+                        if c.output_model
+                        else None,
+                    }
+                    for c in registry
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    header = ("job_type", "input shape", "handler", "returns")
+    rows = [header] + [
+        (
+            c.job_type,
+            shape_of(c.input_model),
+            c.handler_name,
+            shape_of(c.output_model) if c.output_model else "dict or None",
+        )
+        for c in registry
+    ]
+    if args.format == "markdown":
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in rows[1:]:
+            print("| " + " | ".join(f"`{cell}`" for cell in row) + " |")
+        return 0
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 async def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     async with connect(settings) as queue:
         job = await queue.job_service.get(args.job_id)
     print(json.dumps(job, default=_json_default, indent=2))
     return 0
-
-
-def load_register(module_name: str) -> Callable[[JobRunnerService], None]:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerNotFound(f"cannot import handlers module {module_name!r}: {exc}") from None
-    register = getattr(module, "register", None)
-    if not callable(register):
-        raise HandlerNotFound(f"handlers module {module_name!r} defines no register(runner)")
-    return register  # type: ignore[no-any-return]
 
 
 def _json_default(value: Any) -> Any:

@@ -7,16 +7,17 @@ import asyncio
 import enum
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from .contracts import JobContract, describe_validation_error
 from .errors import PermanentJobError
 from .models import encode_output
 from .ports import Attempt, Job
 from .retry import RetryPolicy
 
-Handler = Callable[[Job], Awaitable[Any]]
 LAST_ERROR_MAX_CHARS = 4000
 """last_error keeps the exception and the innermost frames, cut to this length."""
 
@@ -37,14 +38,7 @@ class Outcome:
     delay_seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class RegisteredHandler:
-    job_type: str
-    handler: Handler
-    timeout: float | None = None
-
-
-async def execute(registered: RegisteredHandler, job: Job, policy: RetryPolicy) -> Outcome:
+async def execute(registered: JobContract, job: Job, policy: RetryPolicy) -> Outcome:
     attempt = Attempt(id=uuid.UUID(job["id"]), attempt=job["attempts"])
 
     def failure(error: str, *, permanent: bool = False) -> Outcome:
@@ -58,13 +52,21 @@ async def execute(registered: RegisteredHandler, job: Job, policy: RetryPolicy) 
             )
         return Outcome(attempt, registered.job_type, OutcomeKind.FAILED, error=error)
 
+    if registered.input_model is not None:
+        try:
+            registered.input_model.model_validate(job["input"])
+        except ValidationError as exc:  # the same input fails every retry: fail now
+            return failure(
+                f"InvalidInput: {describe_validation_error(exc)}"[:LAST_ERROR_MAX_CHARS],
+                permanent=True,
+            )
     try:
         call = registered.handler(job)
         if registered.timeout is not None:
             result = await asyncio.wait_for(call, registered.timeout)
         else:
             result = await call
-        output_json = encode_output(result)
+        output_json = encode_output(_checked_output(registered, result))
     except PermanentJobError as exc:
         return failure(_describe(exc), permanent=True)
     except TimeoutError:
@@ -72,6 +74,17 @@ async def execute(registered: RegisteredHandler, job: Job, policy: RetryPolicy) 
     except Exception as exc:  # a handler's bug must fail the attempt, not the worker
         return failure(_describe(exc))
     return Outcome(attempt, registered.job_type, OutcomeKind.SUCCEEDED, output_json=output_json)
+
+
+def _checked_output(registered: JobContract, result: Any) -> Any:
+    if registered.output_model is not None and result is not None:
+        try:
+            registered.output_model.model_validate(result)
+        except ValidationError as exc:
+            raise TypeError(
+                f"handler output breaks its contract: {describe_validation_error(exc)}"
+            ) from None
+    return result
 
 
 def _describe(exc: BaseException) -> str:

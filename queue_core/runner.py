@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import secrets
@@ -25,10 +24,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from .clock import ServerClock
+from .contracts import Handler, JobContract, make_contract
 from .errors import BackendUnavailable, HandlerNotFound
-from .executor import Handler, Outcome, RegisteredHandler, execute
-from .models import validate_job_type
+from .executor import Outcome, execute
 from .outcomes import OutcomeBuffer
 from .ports import Attempt, Job, JobStore, ReadyIndex
 from .retry import RetryPolicy
@@ -68,7 +69,7 @@ class JobRunnerService:
             self.settings.retry_base_seconds, self.settings.retry_cap_seconds
         )
         self._clock = ServerClock()
-        self._handlers: dict[str, RegisteredHandler] = {}
+        self._handlers: dict[str, JobContract] = {}
         self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None]]] = {}
         self._held: dict[uuid.UUID, Attempt] = {}  # running or awaiting its outcome's write
         self._new_work = asyncio.Event()
@@ -91,18 +92,21 @@ class JobRunnerService:
         )
 
     def register_handler(
-        self, job_type: str, handler: Handler, *, timeout: float | None = None
+        self,
+        job_type: str,
+        handler: Handler,
+        *,
+        timeout: float | None = None,
+        input_model: type[BaseModel] | None = None,
+        output_model: type[BaseModel] | None = None,
     ) -> None:
-        """Run ``handler(job) -> dict | None`` for jobs of ``job_type``; an attempt that runs
-        longer than ``timeout`` seconds fails (and is retried like any failure)."""
-        validate_job_type(job_type)
-        if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
-            type(handler).__call__
-        ):
-            raise TypeError(f"handler for {job_type!r} must be an async function")
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive seconds")
-        self._handlers[job_type] = RegisteredHandler(job_type, handler, timeout)
+        """Run ``handler(job) -> dict | None`` for jobs of ``job_type``. An attempt that runs
+        longer than ``timeout`` seconds fails (and is retried like any failure); input that
+        ``input_model`` rejects fails the job without retry; output that ``output_model``
+        rejects fails the attempt."""
+        self._handlers[job_type] = make_contract(
+            job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
+        )
 
     @property
     def job_types(self) -> list[str]:

@@ -131,3 +131,18 @@ async def test_worker_runs_jobs_and_exits_0_on_sigterm(queue: Queue, tmp_path: P
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "Traceback" not in out
+
+
+def test_contracts_prints_every_example_job_type_with_its_input_shape() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "queue_core", "contracts", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    contracts = {c["job_type"]: c for c in json.loads(result.stdout)}
+    assert set(contracts) == {"email_processing", "calendar_sync", "briefing_generation"}
+    assert contracts["email_processing"]["input_schema"]["required"] == ["message_id"]
+    assert contracts["calendar_sync"]["handler"] == "handlers.job_handlers.handle_calendar_sync"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from queue_core import PermanentJobError, Queue, keys
 from queue_core.ports import Attempt
@@ -347,3 +348,43 @@ def test_register_handler_rejects_sync_functions_and_bad_names(queue: Queue) -> 
 
     with pytest.raises(InvalidJob):
         runner.register_handler("bad type", ok)
+
+
+class _In(BaseModel):
+    n: int
+
+
+class _Out(BaseModel):
+    doubled: int
+
+
+async def test_input_breaking_the_declared_model_fails_without_retry(queue: Queue) -> None:
+    calls = 0
+
+    async def double(job: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return {"doubled": job["input"]["n"] * 2}
+
+    good = await queue.job_service.create("typed", {"n": 2})
+    bad = await queue.job_service.create("typed", {"n": "two"}, max_retries=5)
+    runner = queue.runner()
+    runner.register_handler("typed", double, input_model=_In, output_model=_Out)
+    async with running(runner):
+        ok = await wait_for_status(queue.job_service, good["id"], {"succeeded"})
+        failed = await wait_for_status(queue.job_service, bad["id"], {"failed"})
+    assert ok["output"] == {"doubled": 4}
+    assert failed["attempts"] == 1 and calls == 1
+    assert failed["last_error"].startswith("InvalidInput: n:")
+
+
+async def test_output_breaking_the_declared_model_fails_the_attempt(queue: Queue) -> None:
+    async def wrong(job: dict[str, Any]) -> dict[str, Any]:
+        return {"tripled": 3}
+
+    job = await queue.job_service.create("typed_out", {"n": 1}, max_retries=0)
+    runner = queue.runner()
+    runner.register_handler("typed_out", wrong, output_model=_Out)
+    async with running(runner):
+        final = await wait_for_status(queue.job_service, job["id"], {"failed"})
+    assert "output breaks its contract: doubled: Field required" in final["last_error"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from unittest.mock import create_autospec
 
@@ -17,7 +16,7 @@ from handlers.job_handlers import (
     handle_calendar_sync,
     handle_email_processing,
 )
-from queue_core import JobRunnerService, PermanentJobError
+from queue_core import ContractRegistry, JobRunnerService, PermanentJobError
 
 
 def make_job(job_type: str, input: Any, user_id: str | None = "user-1") -> dict[str, Any]:
@@ -174,35 +173,21 @@ async def test_briefing_generation_lets_transient_service_error_propagate(
         await handle_briefing_generation(job, briefing=briefing)
 
 
-@dataclass
-class Registration:
-    job_type: str
-    handler: Any
-    timeout: float | None
+def test_register_declares_exactly_the_three_job_types_with_timeouts_and_models() -> None:
+    registry = ContractRegistry()
 
+    register(registry)
 
-class RecordingRunner:
-    def __init__(self) -> None:
-        self.registrations: list[Registration] = []
-
-    def register_handler(
-        self, job_type: str, handler: Any, *, timeout: float | None = None
-    ) -> None:
-        self.registrations.append(Registration(job_type, handler, timeout))
-
-    def handler_for(self, job_type: str) -> Any:
-        [registration] = [r for r in self.registrations if r.job_type == job_type]
-        return registration.handler
-
-
-def test_register_registers_exactly_the_three_job_types_with_timeouts() -> None:
-    runner = RecordingRunner()
-
-    register(runner)
-
-    assert [r.job_type for r in runner.registrations] == list(JOB_TYPES)
+    assert sorted(c.job_type for c in registry) == sorted(JOB_TYPES)
     assert JOB_TYPES == ("email_processing", "calendar_sync", "briefing_generation")
-    assert all(r.timeout is not None and r.timeout > 0 for r in runner.registrations)
+    assert all(c.timeout is not None and c.timeout > 0 for c in registry)
+    assert all(c.input_model is not None and c.output_model is not None for c in registry)
+
+
+def handler_for(registry: ContractRegistry, job_type: str) -> Any:
+    contract = registry.get(job_type)
+    assert contract is not None
+    return contract.handler
 
 
 async def test_registered_handlers_call_the_injected_services(
@@ -211,12 +196,16 @@ async def test_registered_handlers_call_the_injected_services(
     email.process_message.return_value = 1
     calendar.sync.return_value = 1
     briefing.write.return_value = "ok"
-    runner = RecordingRunner()
-    register(runner, Services(email=email, calendar=calendar, briefing=briefing))
+    registry = ContractRegistry()
+    register(registry, Services(email=email, calendar=calendar, briefing=briefing))
 
-    await runner.handler_for("email_processing")(make_job("email_processing", {"message_id": "m"}))
-    await runner.handler_for("calendar_sync")(make_job("calendar_sync", {"calendar_id": "c"}))
-    await runner.handler_for("briefing_generation")(make_job("briefing_generation", {"topic": "t"}))
+    await handler_for(registry, "email_processing")(
+        make_job("email_processing", {"message_id": "m"})
+    )
+    await handler_for(registry, "calendar_sync")(make_job("calendar_sync", {"calendar_id": "c"}))
+    await handler_for(registry, "briefing_generation")(
+        make_job("briefing_generation", {"topic": "t"})
+    )
 
     email.process_message.assert_awaited_once()
     calendar.sync.assert_awaited_once()
@@ -234,16 +223,19 @@ async def test_registered_handlers_call_the_injected_services(
 async def test_default_services_give_deterministic_json_output(
     job_type: str, input: dict[str, Any]
 ) -> None:
-    runner = RecordingRunner()
-    register(runner)
-    handler = runner.handler_for(job_type)
+    registry = ContractRegistry()
+    register(registry)
+    contract = registry.get(job_type)
+    assert contract is not None and contract.output_model is not None
 
-    first = await handler(make_job(job_type, input))
-    second = await handler(make_job(job_type, input))
+    first = await contract.handler(make_job(job_type, input))
+    second = await contract.handler(make_job(job_type, input))
 
     assert isinstance(first, dict)
     assert first == second
     json.dumps(first, allow_nan=False)
+    contract.output_model.model_validate(first)  # the declared output contract holds
+    contract.validate_input(input)  # and the example input passes the input contract
 
 
 async def test_register_is_accepted_by_the_real_runner() -> None:

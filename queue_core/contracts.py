@@ -1,0 +1,151 @@
+"""Job contracts: each job type's handler with its declared input (and output) models.
+
+The application declares its job types once, in its handlers module's ``register(runner)``.
+A worker passes its JobRunnerService; the API and ``hybridq contracts`` pass a
+``ContractRegistry``, which records the same declarations without running anything. So the
+API validates exactly what the workers expect, from one source.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import HandlerNotFound, InvalidJob
+from .models import validate_job_type
+from .ports import Job
+
+Handler = Callable[[Job], Any]
+"""``async def handler(job: dict) -> dict | None``."""
+
+
+@dataclass(frozen=True)
+class JobContract:
+    job_type: str
+    handler: Handler
+    timeout: float | None = None  # seconds an attempt may run; None: no limit
+    input_model: type[BaseModel] | None = None  # validates job["input"] when declared
+    output_model: type[BaseModel] | None = None  # validates what the handler returns
+
+    @property
+    def handler_name(self) -> str:
+        target = getattr(self.handler, "func", self.handler)  # functools.partial
+        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+
+    def validate_input(self, value: Any) -> None:
+        """Raise InvalidJob naming the first bad field when ``value`` breaks the model."""
+        if self.input_model is None:
+            return
+        try:
+            self.input_model.model_validate(value)
+        except ValidationError as exc:
+            raise InvalidJob(
+                f"input for {self.job_type}: {describe_validation_error(exc)}"
+            ) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        location = ".".join(str(p) for p in err["loc"]) or "input"
+        parts.append(f"{location}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def make_contract(
+    job_type: str,
+    handler: Handler,
+    *,
+    timeout: float | None = None,
+    input_model: type[BaseModel] | None = None,
+    output_model: type[BaseModel] | None = None,
+) -> JobContract:
+    """Validate a registration: the name, an async handler, a positive timeout, models."""
+    validate_job_type(job_type)
+    if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
+        type(handler).__call__
+    ):
+        raise TypeError(f"handler for {job_type!r} must be an async function")
+    if timeout is not None and not timeout > 0:
+        raise ValueError("timeout must be positive seconds")
+    for model in (input_model, output_model):
+        if model is not None and not (inspect.isclass(model) and issubclass(model, BaseModel)):
+            raise TypeError(f"models for {job_type!r} must be pydantic BaseModel classes")
+    return JobContract(job_type, handler, timeout, input_model, output_model)
+
+
+class ContractRegistry:
+    """Collects ``register_handler`` calls: pass it to a handlers module's ``register``."""
+
+    def __init__(self) -> None:
+        self._contracts: dict[str, JobContract] = {}
+
+    def register_handler(
+        self,
+        job_type: str,
+        handler: Handler,
+        *,
+        timeout: float | None = None,
+        input_model: type[BaseModel] | None = None,
+        output_model: type[BaseModel] | None = None,
+    ) -> None:
+        self._contracts[job_type] = make_contract(
+            job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
+        )
+
+    def get(self, job_type: str) -> JobContract | None:
+        return self._contracts.get(job_type)
+
+    def __iter__(self) -> Iterator[JobContract]:
+        return iter(sorted(self._contracts.values(), key=lambda c: c.job_type))
+
+    def __len__(self) -> int:
+        return len(self._contracts)
+
+    def validate(self, job_type: str, input: Any) -> None:
+        """InvalidJob for a job type nobody registered, or input its model rejects."""
+        contract = self._contracts.get(job_type)
+        if contract is None:
+            known = ", ".join(sorted(self._contracts)) or "none"
+            raise InvalidJob(f"unknown job_type {job_type!r} (registered: {known})")
+        contract.validate_input(input)
+
+
+def load_register(module_name: str) -> Callable[[Any], None]:
+    """The ``register(runner)`` function of a handlers module."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HandlerNotFound(f"cannot import handlers module {module_name!r}: {exc}") from None
+    register = getattr(module, "register", None)
+    if not callable(register):
+        raise HandlerNotFound(f"handlers module {module_name!r} defines no register(runner)")
+    return register  # type: ignore[no-any-return]
+
+
+def load_contracts(module_name: str) -> ContractRegistry:
+    registry = ContractRegistry()
+    load_register(module_name)(registry)
+    return registry
+
+
+def shape_of(model: type[BaseModel] | None) -> str:
+    """A one-line shape for docs and ``hybridq contracts``: {field: type, field?: type}."""
+    if model is None:
+        return "any JSON object"
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    fields = []
+    for name, prop in schema.get("properties", {}).items():
+        kind = (
+            prop.get("type")
+            or "|".join(str(option.get("type", "?")) for option in prop.get("anyOf", []))
+            or "object"
+        )
+        fields.append(f"{name}{'' if name in required else '?'}: {kind}")
+    return "{" + ", ".join(fields) + "}"

@@ -23,18 +23,18 @@ up: $(STAMP)
 ## test: the whole suite against TEST_DATABASE_URL / TEST_REDIS_URL (default: local servers
 ## on 5432/6379, embedded ones when nothing listens there).
 test: $(STAMP)
-	$(BIN)/ruff check queue_core handlers tests
-	$(BIN)/mypy --strict queue_core
+	$(BIN)/ruff check queue_core handlers api tests bench
+	$(BIN)/mypy --strict queue_core api
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check queue_core handlers tests
+	$(BIN)/ruff check queue_core handlers api tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict queue_core
+	$(BIN)/mypy --strict queue_core api
 
 clean:
 	rm -rf $(VENV) .hybridq-data

@@ -117,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-id", default=None, metavar="USER", help="owner of the job")
     p.set_defaults(func=cmd_enqueue)
 
+    p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="server processes (default 1)")
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("token", help="API tokens")
+    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION",
+                                 parser_class=_Parser)
+    t = token_sub.add_parser("new", help="print a new token and its HYBRIDQ_API_TOKENS entry")
+    who = t.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="USER_ID", help="the token enqueues and reads as USER_ID")
+    who.add_argument("--admin", action="store_true", help="the token sees every user's jobs")
+    t.set_defaults(func=cmd_token_new)
+
     p = sub.add_parser(
         "contracts",
         help="print the job types of a handlers module: job_type, input shape, handler, returns",
@@ -228,6 +244,30 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(settings)  # fails here, with one line, on bad config or handlers
+    config = uvicorn.Config(app, host=args.host, port=args.port, workers=args.workers,
+                            log_level="info", access_log=False)
+    await uvicorn.Server(config).serve()
+    return 0
+
+
+async def cmd_token_new(args: argparse.Namespace, settings: Settings) -> int:
+    from api.auth import config_entry, new_token
+
+    if args.user is not None and not 0 < len(args.user) <= 200:
+        raise InvalidJob("--user must be 1..200 characters")
+    token = new_token()
+    print(f"token: {token}")
+    print("add to HYBRIDQ_API_TOKENS (a JSON list; the token itself is not stored):")
+    print(json.dumps(config_entry(token, user_id=args.user, admin=args.admin)))
+    return 0
+
+
 async def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
     registry = load_contracts(args.handlers or settings.handlers_module)
     if args.format == "json":
@@ -291,6 +331,12 @@ def _positive_int(text: str) -> int:
     if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port 1..65535, got {text!r}")
+    return int(text)
 
 
 def _non_negative_float(text: str) -> float:

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,9 @@ from .errors import BackendUnavailable, DuplicateJob, InvalidJob
 from .models import NewJob
 from .ports import Attempt, IndexEntry, Job
 from .queries import Q
+
+_AFTER_EVERY_UUID = uuid.UUID(int=(1 << 128) - 1)
+"""The keyset cursor of a first page: greater than every id."""
 
 _CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -116,6 +120,51 @@ class PgStore:
             else:
                 rows = await self.pool.fetch(Q.insert_jobs, *args)
         return [job_from_record(r) for r in rows]
+
+    async def insert_job_once(
+        self, job: NewJob, idempotency_key: str, fingerprint: str
+    ) -> Job | None:
+        """Insert under an idempotency key; None when the owner already used the key."""
+        async with translate_errors():
+            row = await self.pool.fetchrow(
+                Q.insert_job_once, job.id, job.job_type, job.input_json, job.user_id,
+                job.priority, job.max_retries, job.scheduled_for, idempotency_key, fingerprint,
+            )
+        return job_from_record(row) if row else None
+
+    async def get_job_by_idempotency_key(self, user_id: str | None, key: str) -> Job | None:
+        async with translate_errors():
+            row = await self.pool.fetchrow(Q.get_job_by_idempotency_key, user_id, key)
+        return job_from_record(row) if row else None
+
+    async def list_jobs(
+        self, *, user_id: str | None, before: uuid.UUID | None, status: str | None,
+        job_type: str | None, limit: int,
+    ) -> list[Job]:
+        """Newest first. ``user_id`` None lists every owner's jobs (admin)."""
+        before = before or _AFTER_EVERY_UUID
+        async with translate_errors():
+            if user_id is None:
+                rows = await self.pool.fetch(Q.list_all_jobs, before, status, job_type, limit)
+            else:
+                rows = await self.pool.fetch(
+                    Q.list_jobs_of_user, user_id, before, status, job_type, limit
+                )
+        return [job_from_record(r) for r in rows]
+
+    async def count_jobs(self) -> list[tuple[str, str, int]]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.count_jobs)
+        return [(r["job_type"], r["status"], r["jobs"]) for r in rows]
+
+    async def oldest_due_queued_jobs(self) -> dict[str, datetime]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.oldest_due_queued_jobs)
+        return {r["job_type"]: r["oldest_due"] for r in rows}
+
+    async def ping(self) -> None:
+        async with translate_errors():
+            await self.pool.fetchval(Q.ping)
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
         async with translate_errors():

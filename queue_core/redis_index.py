@@ -119,6 +119,17 @@ class RedisIndex:
     async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
         await WakeListener(self.client, self.namespace, job_types, event).run()
 
+    async def depths(self, job_types: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(ready, scheduled) ids indexed per job type, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_type in job_types:
+            k = self.keys_for(job_type)
+            pipe.zcard(k.ready)
+            pipe.zcard(k.scheduled)
+        async with translate_errors():
+            counts = await pipe.execute()
+        return {t: (counts[2 * i], counts[2 * i + 1]) for i, t in enumerate(job_types)}
+
     async def ping(self) -> None:
         async with translate_errors():
             await self.client.ping()

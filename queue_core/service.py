@@ -7,13 +7,15 @@ job Redis lacks, so a Redis outage delays a job, never loses it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from .committed_jobs import channel_name, encode_payloads
-from .errors import BackendUnavailable, InvalidJob, JobNotFound, JobStateConflict
+from .contracts import ContractRegistry
+from .errors import BackendUnavailable, DuplicateJob, InvalidJob, JobNotFound, JobStateConflict
 from .ids import uuid7
 from .models import JobStatus, NewJob, parse_job_id
 from .ports import IndexEntry, Job, JobStore, ReadyIndex
@@ -35,9 +37,14 @@ def index_entry(job: Job, *, deferred: bool) -> IndexEntry:
 
 
 class JobService:
-    def __init__(self, store: JobStore, index: ReadyIndex) -> None:
+    def __init__(
+        self, store: JobStore, index: ReadyIndex, contracts: ContractRegistry | None = None
+    ) -> None:
+        """With ``contracts``, create() also rejects job types nobody registered and input
+        that breaks a type's declared model (what the API does)."""
         self.store = store
         self.index = index
+        self.contracts = contracts
 
     async def create(
         self,
@@ -55,17 +62,71 @@ class JobService:
         With ``connection`` (an asyncpg connection inside the caller's transaction), the job
         exists only if that transaction commits, and workers pick it up right after the
         commit (see committed_jobs.py)."""
-        new = NewJob.build(
-            id=uuid7(),
-            job_type=job_type,
-            input=input,
-            user_id=user_id,
-            priority=priority,
-            max_retries=max_retries,
-            scheduled_for=scheduled_for,
-        )
+        new = self._validated(job_type, input, user_id, priority, max_retries, scheduled_for)
         [job] = await self._insert([new], connection)
         return job
+
+    def _validated(
+        self, job_type: str, input: Any, user_id: str | None, priority: int,
+        max_retries: int, scheduled_for: datetime | None,
+    ) -> NewJob:
+        if self.contracts is not None:
+            self.contracts.validate(job_type, input)
+        return NewJob.build(
+            id=uuid7(), job_type=job_type, input=input, user_id=user_id,
+            priority=priority, max_retries=max_retries, scheduled_for=scheduled_for,
+        )
+
+    async def create_once(
+        self,
+        job_type: str,
+        input: dict[str, Any],
+        user_id: str | None = None,
+        priority: int = 0,
+        max_retries: int = 3,
+        scheduled_for: datetime | None = None,
+        *,
+        idempotency_key: str,
+        fingerprint: str | None = None,
+    ) -> tuple[Job, bool]:
+        """create() at most once per (user_id, idempotency_key): returns (job, created).
+        A repeat of the same request returns the first job with created=False; a different
+        request under a used key raises DuplicateJob. ``fingerprint`` identifies "the same
+        request" (default: a hash of these arguments)."""
+        if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200:
+            raise InvalidJob("idempotency_key must be a string of 1..200 characters")
+        new = self._validated(job_type, input, user_id, priority, max_retries, scheduled_for)
+        fingerprint = fingerprint or _fingerprint(new)
+        job = await self.store.insert_job_once(new, idempotency_key, fingerprint)
+        if job is not None:
+            await self._index_quietly("add_jobs", [index_entry(job, deferred=True)])
+            return job, True
+        existing = await self.store.get_job_by_idempotency_key(user_id, idempotency_key)
+        if existing is None:  # the holder was deleted (retention) between the two statements
+            raise DuplicateJob(f"idempotency key {idempotency_key!r} is in use; retry")
+        if existing["request_fingerprint"] != fingerprint:
+            raise DuplicateJob(
+                f"idempotency key {idempotency_key!r} was used for a different request"
+            )
+        return existing, False
+
+    async def list_jobs(
+        self,
+        *,
+        user_id: str | None,
+        status: str | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
+        before: Any | None = None,
+    ) -> list[Job]:
+        """Jobs newest first; ``user_id`` None means every owner's. ``before``: the id of the
+        last job of the previous page (keyset pagination)."""
+        if status is not None and status not in set(JobStatus):
+            raise InvalidJob(f"status must be one of {', '.join(JobStatus)}")
+        return await self.store.list_jobs(
+            user_id=user_id, before=parse_job_id(before) if before else None,
+            status=status, job_type=job_type, limit=limit,
+        )
 
     async def create_many(
         self, jobs: Sequence[Mapping[str, Any]], connection: Any | None = None
@@ -127,8 +188,7 @@ class JobService:
                 extra={"action": method, "jobs": len(entries), "error": str(exc)},
             )
 
-    @staticmethod
-    def _build(position: int, spec: Mapping[str, Any]) -> NewJob:
+    def _build(self, position: int, spec: Mapping[str, Any]) -> NewJob:
         if not isinstance(spec, Mapping):
             raise InvalidJob(f"jobs[{position}] must be a mapping of create() arguments")
         unknown = set(spec) - {
@@ -144,14 +204,9 @@ class JobService:
         if "job_type" not in spec or "input" not in spec:
             raise InvalidJob(f"jobs[{position}] needs job_type and input")
         try:
-            return NewJob.build(
-                id=uuid7(),
-                job_type=spec["job_type"],
-                input=spec["input"],
-                user_id=spec.get("user_id"),
-                priority=spec.get("priority", 0),
-                max_retries=spec.get("max_retries", 3),
-                scheduled_for=spec.get("scheduled_for"),
+            return self._validated(
+                spec["job_type"], spec["input"], spec.get("user_id"), spec.get("priority", 0),
+                spec.get("max_retries", 3), spec.get("scheduled_for"),
             )
         except InvalidJob as exc:
             raise InvalidJob(f"jobs[{position}]: {exc}") from None
@@ -163,6 +218,14 @@ class JobService:
             f"cannot {operation} job {job['id']}: it is {job['status']}, not {allowed}",
             status=job["status"],
         )
+
+
+def _fingerprint(job: NewJob) -> str:
+    """What makes two create_once() calls "the same request"."""
+    when = job.scheduled_for.isoformat() if job.scheduled_for else ""
+    text = "\x1f".join([job.job_type, job.input_json, job.user_id or "", str(job.priority),
+                         str(job.max_retries), when])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 __all__ = ["JobService", "JobStatus"]

@@ -76,4 +76,23 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long running jobs may finish before release."
     )
+    api_tokens: list[str] = Field(
+        default_factory=list,
+        description="API bearer tokens, as SHA-256 hashes, never plaintext: entries "
+        "'<sha256 hex>:user:<user_id>' or '<sha256 hex>:admin' (JSON list in the env). "
+        "`hybridq token new` prints a token and its entry.",
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger request bodies get 413 before they are parsed."
+    )
+    api_max_input_bytes: int = Field(
+        65_536, ge=64, description="Largest job input, as JSON, the API accepts."
+    )
+    api_batch_max: int = Field(500, ge=1, le=10_000, description="Jobs per POST /jobs/batch.")
+    api_rate_limit_per_second: float = Field(
+        100.0, ge=0, description="Jobs a user may enqueue per second on average (0: no limit)."
+    )
+    api_rate_limit_burst: int = Field(
+        500, ge=1, description="Jobs a user may enqueue at once above the average rate."
+    )
     handlers_module: str = Field("handlers", description="Module whose register(runner) is used.")

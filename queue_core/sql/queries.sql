@@ -165,3 +165,46 @@ SELECT pg_try_advisory_lock(hashtext('hybridq.reconcile.' || current_schema()));
 
 -- name: reconcile_unlock
 SELECT pg_advisory_unlock(hashtext('hybridq.reconcile.' || current_schema()));
+
+-- name: insert_job_once
+-- Insert one job under an idempotency key; no row back when the key is already taken.
+INSERT INTO jobs (id, job_type, input, user_id, priority, max_retries, scheduled_for,
+                  idempotency_key, request_fingerprint)
+VALUES ($1, $2, $3::jsonb, $4, $5, $6, coalesce($7, date_trunc('milliseconds', now())), $8, $9)
+ON CONFLICT ((coalesce(user_id, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
+DO NOTHING
+RETURNING *;
+
+-- name: get_job_by_idempotency_key
+-- The job an owner created earlier under this key.
+SELECT * FROM jobs WHERE coalesce(user_id, '') = coalesce($1, '') AND idempotency_key = $2;
+
+-- name: list_jobs_of_user
+-- One page of a user's jobs, newest first, before id $2 (keyset); optional filters.
+SELECT * FROM jobs
+WHERE user_id = $1 AND id < $2
+  AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR job_type = $4)
+ORDER BY id DESC
+LIMIT $5;
+
+-- name: list_all_jobs
+-- One page of every job, newest first, before id $1 (keyset); optional filters. Admin only.
+SELECT * FROM jobs
+WHERE id < $1
+  AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR job_type = $3)
+ORDER BY id DESC
+LIMIT $4;
+
+-- name: count_jobs
+-- Jobs by type and status (a full scan: retention keeps the table small enough for it).
+SELECT job_type, status, count(*) AS jobs FROM jobs GROUP BY job_type, status;
+
+-- name: oldest_due_queued_jobs
+-- Per type, when the longest-waiting due job became due (the queue's lag).
+SELECT job_type, min(scheduled_for) AS oldest_due
+FROM jobs WHERE status = 'queued' AND scheduled_for <= now()
+GROUP BY job_type;
+
+-- name: ping
+-- Readiness: the database answers.
+SELECT 1;

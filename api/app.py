@@ -1,0 +1,77 @@
+"""``create_app(settings)``: the FastAPI application. Wiring happens here and nowhere else:
+the lifespan opens the asyncpg pool and the Redis client and closes them on shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from queue_core import ContractRegistry, JobService, Settings
+from queue_core.contracts import load_contracts
+from queue_core.pg_store import PgStore, create_pool
+from queue_core.redis_index import RedisIndex, create_client
+
+from .auth import TokenVerifier
+from .backend import ApiBackend
+from .errors import install_error_handlers
+from .limits import BodySizeLimit, RateLimiter
+from .routes import build_router
+from .schemas import job_create_model
+
+API_VERSION = "1"
+
+
+def create_app(
+    settings: Settings | None = None, contracts: ContractRegistry | None = None
+) -> FastAPI:
+    """The API for ``settings`` (default: from the environment), accepting the job types
+    of ``contracts`` (default: those the handlers module registers)."""
+    settings = settings or Settings()
+    contracts = contracts if contracts is not None else load_contracts(settings.handlers_module)
+    verifier = TokenVerifier(settings.api_tokens)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # min_size 0: the API starts, and answers 503, while Postgres is down.
+        pool = await create_pool(
+            settings.database_url,
+            schema=settings.db_schema,
+            min_size=0,
+            max_size=settings.pool_max_size,
+        )
+        client = create_client(settings.redis_url)
+        store = PgStore(pool)
+        index = RedisIndex(client, settings.namespace)
+        app.state.backend = ApiBackend(
+            service=JobService(store, index, contracts),
+            store=store,
+            index=index,
+            limiter=RateLimiter(
+                client,
+                settings.namespace,
+                settings.api_rate_limit_per_second,
+                settings.api_rate_limit_burst,
+            ),
+        )
+        try:
+            yield
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    app = FastAPI(
+        title="hybridq",
+        version=API_VERSION,
+        description="Enqueue and inspect background jobs. Every route but /healthz and "
+        "/readyz needs `Authorization: Bearer <token>`; errors are "
+        '`{"error": {"code": ..., "message": ...}}`.',
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(
+        build_router(job_create_model(contracts, settings.api_max_input_bytes), settings, verifier)
+    )
+    return app

@@ -1,0 +1,19 @@
+"""What the API's routes use: opened by the app's lifespan, closed with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from queue_core import JobService
+from queue_core.pg_store import PgStore
+from queue_core.redis_index import RedisIndex
+
+from .limits import RateLimiter
+
+
+@dataclass(frozen=True)
+class ApiBackend:
+    service: JobService
+    store: PgStore
+    index: RedisIndex
+    limiter: RateLimiter

@@ -1,0 +1,118 @@
+"""Every error the API returns has one shape: ``{"error": {"code": ..., "message": ...}}``.
+QueueErrors are translated to HTTP here, in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from queue_core import (
+    BackendUnavailable,
+    DuplicateJob,
+    InvalidJob,
+    JobNotFound,
+    JobStateConflict,
+    QueueError,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 1
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+_QUEUE_ERRORS: list[tuple[type[QueueError], int, str]] = [
+    (InvalidJob, 422, "invalid_job"),
+    (JobNotFound, 404, "not_found"),
+    (JobStateConflict, 409, "state_conflict"),
+    (DuplicateJob, 409, "idempotency_conflict"),
+]
+
+
+def _field_of(err: Any) -> str:
+    """The field an error is about, as a client would name it."""
+    kind = err.get("type", "")
+    if kind == "json_invalid":
+        return "body"
+    if kind.startswith("union_tag"):  # unknown or missing job_type
+        return "job_type"
+    parts = [str(p) for p in err.get("loc", ()) if p != "body"]
+    # A discriminated union puts the job_type tag first: "email_processing.input.x" is
+    # "input.x" to the client who sent that job_type.
+    for i in range(len(parts) - 1):
+        if parts[i + 1] in _BODY_FIELDS and parts[i] not in _BODY_FIELDS:
+            del parts[i]
+            break
+    return ".".join(parts) or "body"
+
+
+_BODY_FIELDS = {"job_type", "input", "priority", "max_retries", "scheduled_for",
+                "delay_seconds", "user_id", "jobs"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": _field_of(err), "message": str(err.get("msg", ""))}
+            for err in exc.errors()[:20]
+        ]
+        first = details[0] if details else {"field": "body", "message": "invalid request"}
+        return error_response(
+            422, "validation_error", f"{first['field']}: {first['message']}", details=details
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(BackendUnavailable)
+    async def unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
+        return error_response(
+            503,
+            f"{exc.backend}_unavailable",
+            f"{exc.backend} is unreachable; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.exception_handler(QueueError)
+    async def queue_error(_: Request, exc: QueueError) -> JSONResponse:
+        for kind, status, code in _QUEUE_ERRORS:
+            if isinstance(exc, kind):
+                return error_response(status, code, str(exc))
+        return error_response(400, "queue_error", str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in the API", exc_info=exc)
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,168 @@
+"""Request and response bodies. The body of POST /jobs is a union discriminated by
+``job_type``, built from the job contracts: OpenAPI shows each type's input schema, and an
+unknown job type or a bad input is a 422 that names the field."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from queue_core import PRIORITY_MAX, PRIORITY_MIN, ContractRegistry, JobStatus
+from queue_core.models import MAX_RETRIES_LIMIT
+
+MAX_DELAY_SECONDS = 366 * 86_400
+"""scheduled_for / delay_seconds reach at most a year ahead."""
+PAST_TOLERANCE = timedelta(minutes=5)
+"""scheduled_for may be this far in the past (client clock skew); earlier is a mistake."""
+
+
+class JobCreateBase(BaseModel):
+    """Fields common to every job type. Unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="Higher runs first.")
+    max_retries: int = Field(
+        3, ge=0, le=MAX_RETRIES_LIMIT, description="Retries after the first attempt."
+    )
+    scheduled_for: AwareDatetime | None = Field(
+        None, description="Run no sooner than this (ISO 8601 with offset). Within a year."
+    )
+    delay_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        allow_inf_nan=False,
+        description="Run no sooner than this many seconds from now (instead of scheduled_for).",
+    )
+    user_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Owner of the job: admin tokens only; a user token enqueues as its user.",
+    )
+
+    @field_validator("scheduled_for")
+    @classmethod
+    def _within_range(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        now = datetime.now(UTC)
+        if value < now - PAST_TOLERANCE:
+            raise ValueError("must not be in the past")
+        if value > now + timedelta(seconds=MAX_DELAY_SECONDS):
+            raise ValueError("must be within a year from now")
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> JobCreateBase:
+        if self.scheduled_for is not None and self.delay_seconds is not None:
+            raise ValueError("give scheduled_for or delay_seconds, not both")
+        return self
+
+    def due(self) -> datetime | None:
+        if self.delay_seconds:
+            return datetime.now(UTC) + timedelta(seconds=self.delay_seconds)
+        return self.scheduled_for
+
+
+def job_create_model(contracts: ContractRegistry, max_input_bytes: int) -> Any:
+    """The POST /jobs body: one variant per registered job type, keyed by job_type."""
+
+    def input_size_check(value: Any) -> Any:
+        raw = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        if len(json.dumps(raw, separators=(",", ":"))) > max_input_bytes:
+            raise ValueError(f"input exceeds {max_input_bytes} bytes as JSON")
+        return value
+
+    variants = []
+    for contract in contracts:
+        input_type: Any = contract.input_model or dict[str, Any]
+        variant = create_model(
+            f"Create_{contract.job_type.replace('.', '_').replace(':', '_').replace('-', '_')}",
+            __base__=JobCreateBase,
+            __validators__={"_input_size": field_validator("input")(input_size_check)},
+            job_type=(Literal[contract.job_type], ...),  # type: ignore[arg-type]
+            input=(input_type, ...),
+        )
+        variants.append(variant)
+    if not variants:
+        raise ValueError("no job type is registered: the API would accept nothing")
+    if len(variants) == 1:
+        return variants[0]
+    return Annotated[Union[tuple(variants)], Field(discriminator="job_type")]  # noqa: UP007
+
+
+class JobOut(BaseModel):
+    id: str
+    job_type: str
+    user_id: str | None
+    status: JobStatus
+    input: dict[str, Any]
+    output: dict[str, Any] | None
+    priority: int
+    attempts: int
+    max_retries: int
+    scheduled_for: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, job: dict[str, Any]) -> JobOut:
+        return cls.model_validate({k: job.get(k) for k in cls.model_fields})
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as ?cursor= for the next (older) page; null on the last page."
+    )
+
+
+class BatchOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class TypeStats(BaseModel):
+    job_type: str
+    by_status: dict[str, int]
+    ready_in_index: int
+    scheduled_in_index: int
+    oldest_queued_age_seconds: float | None
+
+
+class StatsOut(BaseModel):
+    job_types: list[TypeStats]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    postgres: Literal["ok", "unavailable"]
+    redis: Literal["ok", "unavailable"]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, str]] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

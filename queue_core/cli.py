@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(EXIT_USAGE, f"invalid configuration: {_first_error(exc)}")
     func: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.func
     try:
-        code = asyncio.run(func(args, settings))
+        code = _run(func(args, settings))
     except BackendUnavailable as exc:
         _fail(EXIT_UNAVAILABLE, str(exc))
     except (InvalidJob, HandlerNotFound) as exc:
@@ -318,6 +318,15 @@ async def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
         job = await queue.job_service.get(args.job_id)
     print(json.dumps(job, default=_json_default, indent=2))
     return 0
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """uvloop when installed (a faster event loop: fewer microseconds per round trip)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _json_default(value: Any) -> Any:

@@ -88,5 +88,11 @@ def scheduled_member(job_id: uuid.UUID, priority: int) -> bytes:
     return job_id.bytes + priority_rank(priority).to_bytes(2, "big")
 
 
+def is_member(member: bytes, *, scheduled: bool) -> bool:
+    """Whether ``member`` has the shape of a member of that set (16-byte id, + 2-byte rank
+    in the scheduled set). Anything else was written by something other than hybridq."""
+    return len(member) == (18 if scheduled else 16)
+
+
 def job_id_from_member(member: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=bytes(member[:16]))

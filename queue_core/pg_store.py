@@ -62,10 +62,20 @@ def _encode_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset query (RESET ALL, UNLISTEN *, ...): that
+    is one more round trip per statement on the hot path. It is safe because no statement
+    here leaves session state behind: the advisory lock and LISTEN holders undo their own
+    state, and close their connection when they cannot (see reconcile_lock, listening)."""
+
+
 async def create_pool(
-    dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
+    dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10,
+    synchronous_commit: bool = True,
 ) -> asyncpg.Pool:
     server_settings = {"application_name": "hybridq"}
+    if not synchronous_commit:
+        server_settings["synchronous_commit"] = "off"
     if schema:
         server_settings["search_path"] = schema
     async with translate_errors():
@@ -74,6 +84,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=init_connection,
+            reset=_keep_session,
             server_settings=server_settings,
         )
     assert pool is not None
@@ -97,10 +108,19 @@ def _index_entry(record: asyncpg.Record) -> IndexEntry:
 
 
 class PgStore:
-    """Implements ports.JobStore on an asyncpg pool."""
+    """Implements ports.JobStore on an asyncpg pool.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    ``claim_pool``, when given, carries the statements whose loss in a Postgres crash costs
+    nothing but a re-run: claims and lease renewals. Its sessions commit with
+    ``synchronous_commit = off`` (see docs/design/async-claims.md): a claim lost in a crash
+    leaves the job queued, and the worker's later writes for it are fenced out, so the job
+    simply runs again (at-least-once, as for any crash). Every other write, and every
+    enqueue, waits for the WAL flush.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, claim_pool: asyncpg.Pool | None = None) -> None:
         self.pool = pool
+        self.claim_pool = claim_pool or pool
 
     async def insert_jobs(
         self, jobs: Sequence[NewJob], connection: asyncpg.Connection | None = None
@@ -172,10 +192,12 @@ class PgStore:
         return job_from_record(row) if row else None
 
     async def claim_jobs(
-        self, ids: Sequence[uuid.UUID], owner: str, lease_seconds: float
+        self, job_type: str, ids: Sequence[uuid.UUID], owner: str, lease_seconds: float
     ) -> list[Job]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.claim_jobs, list(ids), owner, lease_seconds)
+            rows = await self.claim_pool.fetch(
+                Q.claim_jobs, list(ids), owner, lease_seconds, job_type
+            )
         return [job_from_record(r) for r in rows]
 
     async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]:
@@ -227,7 +249,7 @@ class PgStore:
         self, attempts: Sequence[Attempt], owner: str, lease_seconds: float
     ) -> set[uuid.UUID]:
         async with translate_errors():
-            rows = await self.pool.fetch(
+            rows = await self.claim_pool.fetch(
                 Q.extend_leases,
                 [a.id for a in attempts],
                 [a.attempt for a in attempts],
@@ -257,7 +279,7 @@ class PgStore:
         self, job_type: str, limit: int, owner: str, lease_seconds: float
     ) -> list[Job]:
         async with translate_errors():
-            rows = await self.pool.fetch(
+            rows = await self.claim_pool.fetch(
                 Q.claim_jobs_from_postgres, job_type, limit, owner, lease_seconds
             )
         jobs = [job_from_record(r) for r in rows]
@@ -297,8 +319,10 @@ class PgStore:
                 yield acquired
             finally:
                 if acquired:
-                    with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                    try:
                         await conn.fetchval(Q.reconcile_unlock)
+                    except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                        conn.terminate()  # a session that may still hold the lock must go
         finally:
             await self.pool.release(conn)
 
@@ -319,8 +343,10 @@ class PgStore:
             try:
                 yield conn.is_closed
             finally:
-                with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                try:
                     await conn.remove_listener(channel, callback)
+                except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                    conn.terminate()  # never hand a connection that still LISTENs to the pool
         finally:
             with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self.pool.release(conn)

@@ -150,14 +150,33 @@ class Reconciler:
             )
 
     async def _remove_orphans(self, job_type: str, result: ReconcileResult) -> None:
+        """Remove members that do not stand for a queued job of this type at its current
+        priority: finished, cancelled, running or unknown jobs, ids filed under the wrong
+        type, stale priority ranks, and members that are not ids at all."""
         for which in ("ready", "scheduled"):
             async for members in self.repair.scan_pages(job_type, which, self.page_size):
-                ids = [keys.job_id_from_member(m) for m, _ in members]
-                queued = {e.id for e in await self.store.find_queued_jobs(ids)}
-                stale = [pair for pair, i in zip(members, ids, strict=True) if i not in queued]
+                expected = {m: keys.job_id_from_member(m) for m, _ in members
+                            if keys.is_member(m, scheduled=which == "scheduled")}
+                queued = {
+                    e.id: e for e in await self.store.find_queued_jobs(list(expected.values()))
+                }
+                stale = [
+                    (member, score) for member, score in members
+                    if not _stands_for(member, expected.get(member), queued, job_type, which)
+                ]
                 result.orphans_removed += await self.repair.remove_if_unchanged(
                     job_type, which, stale
                 )
+
+
+def _stands_for(
+    member: bytes, job_id: uuid.UUID | None, queued: dict[uuid.UUID, IndexEntry],
+    job_type: str, which: str,
+) -> bool:
+    entry = queued.get(job_id) if job_id is not None else None
+    if entry is None or entry.job_type != job_type:
+        return False
+    return which == "ready" or member == keys.scheduled_member(entry.id, entry.priority)
 
 
 class _RepairPlan:

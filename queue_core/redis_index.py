@@ -90,10 +90,13 @@ class RedisIndex:
         wait_ms = int(reply[0])
         if wait_ms == -2:
             return ClaimedIds(ids=[], scores=[], wait_ms=0, index_lost=True)
+        pairs = [
+            (keys.job_id_from_member(m), int(float(score)))
+            for m, score in zip(reply[1::2], reply[2::2], strict=True)
+            if keys.is_member(m, scheduled=False)  # a foreign member is dropped, not a crash
+        ]
         return ClaimedIds(
-            ids=[keys.job_id_from_member(m) for m in reply[1::2]],
-            scores=[int(float(s)) for s in reply[2::2]],
-            wait_ms=wait_ms,
+            ids=[i for i, _ in pairs], scores=[score for _, score in pairs], wait_ms=wait_ms
         )
 
     async def restore_ids(

@@ -237,7 +237,7 @@ class JobRunnerService:
         if not popped.ids:
             return 0, popped.wait_ms
         try:
-            started = await self._confirm(popped.ids)
+            started = await self._confirm(job_type, popped.ids)
         except BackendUnavailable:
             # Postgres never saw these ids claimed: put them back rather than leave them to
             # the reconciler.
@@ -296,8 +296,10 @@ class JobRunnerService:
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
 
-    async def _confirm(self, ids: Sequence[uuid.UUID]) -> int:
-        jobs = await self._store.claim_jobs(ids, self.worker_id, self.settings.lease_seconds)
+    async def _confirm(self, job_type: str, ids: Sequence[uuid.UUID]) -> int:
+        jobs = await self._store.claim_jobs(
+            job_type, ids, self.worker_id, self.settings.lease_seconds
+        )
         by_id = {job["id"]: job for job in jobs}
         for job_id in ids:  # pop order is claim order
             job = by_id.get(str(job_id))

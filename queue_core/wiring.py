@@ -27,6 +27,10 @@ from .service import JobService
 from .settings import Settings
 
 
+CLAIM_POOL_SIZE = 3
+"""Connections for claims and heartbeats: a worker has at most one claim in flight."""
+
+
 @dataclass
 class Queue:
     settings: Settings
@@ -59,11 +63,20 @@ async def connect(settings: Settings | None = None) -> AsyncIterator[Queue]:
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
     )
+    # Claims and lease renewals only; opens connections only once a worker claims.
+    claim_pool = await create_pool(
+        settings.database_url,
+        schema=settings.db_schema,
+        min_size=0,
+        max_size=CLAIM_POOL_SIZE,
+        synchronous_commit=False,
+    )
     client = create_client(settings.redis_url)
-    store = PgStore(pool)
+    store = PgStore(pool, claim_pool)
     index = RedisIndex(client, settings.namespace)
     try:
         yield Queue(settings, pool, client, store, index, JobService(store, index))
     finally:
         await client.aclose()
+        await claim_pool.close()
         await pool.close()

@@ -2,6 +2,8 @@
 -- each against a freshly migrated database so schema drift fails fast.
 -- Fencing: every write after a claim matches id + attempt + lease owner + status 'running';
 -- zero rows back means the worker lost the job and its write is discarded.
+-- Statements that name jobs by id test status with IS NOT DISTINCT FROM: it means "=" here
+-- but matches no partial index, so the primary key is the only way in (see claim_jobs).
 
 -- name: insert_jobs
 -- Insert a batch of validated jobs; scheduled_for NULL means now (ms precision).
@@ -18,17 +20,29 @@ RETURNING *;
 SELECT * FROM jobs WHERE id = $1;
 
 -- name: claim_jobs
--- Confirm ids popped from Redis: only queued, due jobs become running under this lease.
-UPDATE jobs
-SET status = 'running', attempts = attempts + 1, started_at = now(),
+-- Confirm ids popped from Redis: only queued, due jobs of the type whose set they came
+-- from ($4) become running under this lease.
+-- Only the primary key may lead here. A queue table's statistics are stale most of the time
+-- (bulk enqueue outruns ANALYZE), and then the planner happily scans a whole partial index
+-- that "status = 'queued'", "job_type = $4" or "scheduled_for <= now()" would match: at a
+-- 1M backlog that is a second per claim. IS NOT DISTINCT FROM and the interval form say the
+-- same thing but match no index (tests/integration/test_plans.py holds this).
+UPDATE jobs AS j
+SET status = 'running', attempts = j.attempts + 1, started_at = now(),
     lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
-WHERE id = ANY($1::uuid[]) AND status = 'queued' AND scheduled_for <= now()
-RETURNING *;
+FROM unnest($1::uuid[]) AS c(id)
+WHERE j.id = c.id
+  AND j.status IS NOT DISTINCT FROM 'queued'
+  AND j.job_type IS NOT DISTINCT FROM $4
+  AND j.scheduled_for - now() <= interval '0'
+RETURNING j.*;
 
 -- name: find_queued_jobs
--- Of ids Redis handed out but Postgres did not confirm, those still queued (to re-index).
-SELECT id, job_type, priority, scheduled_for
-FROM jobs WHERE id = ANY($1::uuid[]) AND status = 'queued';
+-- Of these ids, the jobs still queued (to re-index them; the rest leave the index). The
+-- status test matches no partial index, for the reason given at claim_jobs.
+SELECT j.id, j.job_type, j.priority, j.scheduled_for
+FROM unnest($1::uuid[]) AS c(id) JOIN jobs AS j ON j.id = c.id
+WHERE j.status IS NOT DISTINCT FROM 'queued';
 
 -- name: complete_jobs
 -- Record successful attempts (fenced); returns the ids written.
@@ -36,7 +50,7 @@ UPDATE jobs AS j
 SET status = 'succeeded', output = r.output::jsonb, finished_at = now(),
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, output)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status = 'running'
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
 -- name: retry_jobs
@@ -46,7 +60,7 @@ SET status = 'queued', last_error = r.error,
     scheduled_for = date_trunc('milliseconds', now() + make_interval(secs => r.delay_s)),
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::float8[]) AS r(id, attempt, error, delay_s)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $5 AND j.status = 'running'
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $5 AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
 
 -- name: fail_jobs
@@ -55,7 +69,7 @@ UPDATE jobs AS j
 SET status = 'failed', last_error = r.error, finished_at = now(),
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, error)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status = 'running'
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
 -- name: extend_leases
@@ -63,7 +77,7 @@ RETURNING j.id;
 UPDATE jobs AS j
 SET lease_expires_at = now() + make_interval(secs => $3)
 FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status = 'running'
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
 -- name: release_jobs
@@ -71,7 +85,7 @@ RETURNING j.id;
 UPDATE jobs AS j
 SET status = 'queued', attempts = j.attempts - 1, lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $3 AND j.status = 'running'
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $3 AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
 
 -- name: cancel_job

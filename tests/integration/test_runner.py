@@ -246,14 +246,14 @@ async def test_completion_from_expired_lease_is_rejected(queue: Queue) -> None:
     """A zombie (old attempt) cannot overwrite the newer attempt's result."""
     job = await queue.job_service.create("z", {})
     job_id = uuid.UUID(job["id"])
-    [first] = await queue.store.claim_jobs([job_id], "zombie", 30)
+    [first] = await queue.store.claim_jobs("z", [job_id], "zombie", 30)
     # The zombie's lease is rescued; another worker claims attempt 2 and succeeds.
     await queue.pool.execute(
         "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL"
         " WHERE id = $1",
         job_id,
     )
-    [second] = await queue.store.claim_jobs([job_id], "fresh", 30)
+    [second] = await queue.store.claim_jobs("z", [job_id], "fresh", 30)
     assert second["attempts"] == 2
     assert await queue.store.complete_jobs([(Attempt(job_id, 2), '{"by":"fresh"}')], "fresh") == {
         job_id

@@ -97,6 +97,21 @@ def job_from_record(record: asyncpg.Record) -> Job:
     return job
 
 
+def new_job_row(job: NewJob, inserted: asyncpg.Record) -> Job:
+    """The row a fresh INSERT wrote, without reading it back: the client knows everything
+    but what the server decided (scheduled_for when none was given, created_at).
+    test_create_stores_job_and_indexes_it_as_ready holds this equal to get_job()."""
+    return {
+        "id": str(job.id), "job_type": job.job_type, "user_id": job.user_id,
+        "input": json.loads(job.input_json), "output": None, "status": "queued",
+        "priority": job.priority, "attempts": 0, "max_retries": job.max_retries,
+        "scheduled_for": inserted["scheduled_for"], "created_at": inserted["created_at"],
+        "started_at": None, "finished_at": None, "last_error": None,
+        "lease_owner": None, "lease_expires_at": None,
+        "idempotency_key": None, "request_fingerprint": None,
+    }
+
+
 def _index_entry(record: asyncpg.Record) -> IndexEntry:
     return IndexEntry(
         id=record["id"],
@@ -125,21 +140,26 @@ class PgStore:
     async def insert_jobs(
         self, jobs: Sequence[NewJob], connection: asyncpg.Connection | None = None
     ) -> list[Job]:
-        args = (
-            [j.id for j in jobs],
-            [j.job_type for j in jobs],
-            [j.input_json for j in jobs],
-            [j.user_id for j in jobs],
-            [j.priority for j in jobs],
-            [j.max_retries for j in jobs],
-            [j.scheduled_for for j in jobs],
-        )
+        """Insert and return the jobs as stored, in the given order."""
+        target = connection if connection is not None else self.pool
         async with translate_errors():
-            if connection is not None:
-                rows = await connection.fetch(Q.insert_jobs, *args)
+            if len(jobs) == 1:
+                j = jobs[0]
+                row = await target.fetchrow(
+                    Q.insert_job, j.id, j.job_type, j.input_json, j.user_id, j.priority,
+                    j.max_retries, j.scheduled_for,
+                )
+                assert row is not None  # INSERT ... RETURNING always returns the row
+                rows = [row]
             else:
-                rows = await self.pool.fetch(Q.insert_jobs, *args)
-        return [job_from_record(r) for r in rows]
+                rows = await target.fetch(
+                    Q.insert_jobs,
+                    [j.id for j in jobs], [j.job_type for j in jobs],
+                    [j.input_json for j in jobs], [j.user_id for j in jobs],
+                    [j.priority for j in jobs], [j.max_retries for j in jobs],
+                    [j.scheduled_for for j in jobs],
+                )
+        return [new_job_row(j, r) for j, r in zip(jobs, rows, strict=True)]
 
     async def insert_job_once(
         self, job: NewJob, idempotency_key: str, fingerprint: str

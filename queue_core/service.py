@@ -15,6 +15,7 @@ from typing import Any
 
 from .committed_jobs import channel_name, encode_payloads
 from .contracts import ContractRegistry
+from .group_commit import GroupCommit
 from .errors import BackendUnavailable, DuplicateJob, InvalidJob, JobNotFound, JobStateConflict
 from .ids import uuid7
 from .models import JobStatus, NewJob, parse_job_id
@@ -45,6 +46,7 @@ class JobService:
         self.store = store
         self.index = index
         self.contracts = contracts
+        self._group_commit = GroupCommit(self._insert_and_index)
 
     async def create(
         self,
@@ -63,6 +65,8 @@ class JobService:
         exists only if that transaction commits, and workers pick it up right after the
         commit (see committed_jobs.py)."""
         new = self._validated(job_type, input, user_id, priority, max_retries, scheduled_for)
+        if connection is None:
+            return await self._group_commit.insert(new)
         [job] = await self._insert([new], connection)
         return job
 
@@ -164,17 +168,18 @@ class JobService:
         return job
 
     async def _insert(self, new_jobs: list[NewJob], connection: Any | None) -> list[Job]:
-        jobs = await self.store.insert_jobs(new_jobs, connection)
-        entries = [
-            index_entry(j, deferred=n.scheduled_for is not None)
-            for j, n in zip(jobs, new_jobs, strict=True)
-        ]
         if connection is None:
-            await self._index_quietly("add_jobs", entries)
-        else:
-            channel = channel_name(self.index.namespace)
-            for payload in encode_payloads(entries):
-                await self.store.notify(connection, channel, payload)
+            return await self._insert_and_index(new_jobs)
+        jobs = await self.store.insert_jobs(new_jobs, connection)
+        channel = channel_name(self.index.namespace)
+        for payload in encode_payloads(_entries(jobs, new_jobs)):
+            await self.store.notify(connection, channel, payload)
+        return jobs
+
+    async def _insert_and_index(self, new_jobs: list[NewJob]) -> list[Job]:
+        """One INSERT (committed: the acknowledgement), then one Redis pipeline."""
+        jobs = await self.store.insert_jobs(new_jobs)
+        await self._index_quietly("add_jobs", _entries(jobs, new_jobs))
         return jobs
 
     async def _index_quietly(self, method: str, entries: list[IndexEntry]) -> None:
@@ -218,6 +223,15 @@ class JobService:
             f"cannot {operation} job {job['id']}: it is {job['status']}, not {allowed}",
             status=job["status"],
         )
+
+
+def _entries(jobs: list[Job], new_jobs: list[NewJob]) -> list[IndexEntry]:
+    """Jobs created without a time go straight to the ready set; the others to the
+    scheduled set, whose promotion puts them in order by their due time."""
+    return [
+        index_entry(job, deferred=new.scheduled_for is not None)
+        for job, new in zip(jobs, new_jobs, strict=True)
+    ]
 
 
 def _fingerprint(job: NewJob) -> str:

@@ -38,3 +38,8 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .hybridq-data
+
+## bench: hybridq's benchmarks (S1-S8) with peer queues side by side, against DATABASE_URL /
+## REDIS_URL; makes .bench-venv for the peers when missing. ARGS=--quick for a smoke run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)

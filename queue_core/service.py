@@ -15,8 +15,8 @@ from typing import Any
 
 from .committed_jobs import channel_name, encode_payloads
 from .contracts import ContractRegistry
-from .group_commit import GroupCommit
 from .errors import BackendUnavailable, DuplicateJob, InvalidJob, JobNotFound, JobStateConflict
+from .group_commit import GroupCommit
 from .ids import uuid7
 from .models import JobStatus, NewJob, parse_job_id
 from .ports import IndexEntry, Job, JobStore, ReadyIndex

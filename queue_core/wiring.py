@@ -26,7 +26,6 @@ from .runner import JobRunnerService
 from .service import JobService
 from .settings import Settings
 
-
 CLAIM_POOL_SIZE = 3
 """Connections for claims and heartbeats: a worker has at most one claim in flight."""
 

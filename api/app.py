@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from queue_core import ContractRegistry, JobService, Settings
 from queue_core.contracts import load_contracts
+from queue_core.metrics import Metrics
 from queue_core.pg_store import PgStore, create_pool
 from queue_core.redis_index import RedisIndex, create_client
 
@@ -44,8 +45,9 @@ def create_app(
         client = create_client(settings.redis_url)
         store = PgStore(pool)
         index = RedisIndex(client, settings.namespace)
+        metrics = Metrics()
         app.state.backend = ApiBackend(
-            service=JobService(store, index, contracts),
+            service=JobService(store, index, contracts, metrics),
             store=store,
             index=index,
             limiter=RateLimiter(
@@ -54,6 +56,7 @@ def create_app(
                 settings.api_rate_limit_per_second,
                 settings.api_rate_limit_burst,
             ),
+            metrics=metrics,
         )
         try:
             yield

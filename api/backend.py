@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from queue_core import JobService
+from queue_core.metrics import Metrics
 from queue_core.pg_store import PgStore
 from queue_core.redis_index import RedisIndex
 
@@ -17,3 +18,4 @@ class ApiBackend:
     store: PgStore
     index: RedisIndex
     limiter: RateLimiter
+    metrics: Metrics

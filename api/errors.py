@@ -71,8 +71,16 @@ def _field_of(err: Any) -> str:
     return ".".join(parts) or "body"
 
 
-_BODY_FIELDS = {"job_type", "input", "priority", "max_retries", "scheduled_for",
-                "delay_seconds", "user_id", "jobs"}
+_BODY_FIELDS = {
+    "job_type",
+    "input",
+    "priority",
+    "max_retries",
+    "scheduled_for",
+    "delay_seconds",
+    "user_id",
+    "jobs",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:

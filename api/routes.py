@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from queue_core import BackendUnavailable, Job, JobNotFound, JobStatus, Settings
@@ -174,6 +176,27 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
                 for t in types
             ]
         )
+
+    @router.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    async def metrics(b: Backend, caller: Caller) -> PlainTextResponse:
+        """Prometheus metrics of this API process, with queue depth by type and status and
+        the Redis index depth read now. Admin only (it counts every user's jobs)."""
+        if not caller.admin:
+            raise ApiError(403, "forbidden", "metrics need an admin token")
+        counts = await b.store.count_jobs()
+        types = sorted({t for t, _, _ in counts})
+        b.metrics.queue_depth.clear()
+        for job_type, status, n in counts:
+            b.metrics.queue_depth.labels(job_type, status).set(n)
+        for job_type, (ready, scheduled) in (await b.index.depths(types)).items():
+            b.metrics.index_depth.labels(job_type, "ready").set(ready)
+            b.metrics.index_depth.labels(job_type, "scheduled").set(scheduled)
+        return PlainTextResponse(b.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/healthz", response_model=HealthOut, tags=["operations"])
     async def healthz() -> HealthOut:

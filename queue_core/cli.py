@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,6 +20,8 @@ from pydantic import ValidationError
 
 from .contracts import load_contracts, load_register, shape_of
 from .errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
+from .logs import configure_logging
+from .metrics import Metrics
 from .migrate import apply_migrations
 from .models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN
 from .pg_store import translate_errors
@@ -28,7 +29,6 @@ from .settings import Settings
 from .wiring import connect
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
-log = logging.getLogger("hybridq")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="jobs run at once (default: HYBRIDQ_CONCURRENCY or 10)",
     )
     p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (default: none)",
+    )
+    p.add_argument(
         "--grace",
         type=_non_negative_float,
         default=None,
@@ -87,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration,
         metavar="DURATION",
         help="run in a loop, e.g. 15s, 2m, 500ms (until SIGTERM/SIGINT)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port while the loop runs",
     )
     p.set_defaults(func=cmd_reconcile)
 
@@ -120,13 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                   help="server processes (default 1)")
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, metavar="N", help="server processes (default 1)"
+    )
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("token", help="API tokens")
-    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION",
-                                 parser_class=_Parser)
+    token_sub = p.add_subparsers(
+        dest="token_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
     t = token_sub.add_parser("new", help="print a new token and its HYBRIDQ_API_TOKENS entry")
     who = t.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="USER_ID", help="the token enqueues and reads as USER_ID")
@@ -160,11 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings()
     except ValidationError as exc:
         _fail(EXIT_USAGE, f"invalid configuration: {_first_error(exc)}")
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
     func: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.func
     try:
         code = _run(func(args, settings))
@@ -199,7 +215,7 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         overrides["handlers_module"] = args.handlers
     settings = settings.model_copy(update=overrides)
     register = load_register(settings.handlers_module)
-    async with connect(settings) as queue:
+    async with connect(settings, _metrics(args.metrics_port)) as queue:
         runner = queue.runner(concurrency=args.concurrency)
         register(runner)
         loop = asyncio.get_running_loop()
@@ -210,7 +226,7 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    async with connect(settings) as queue:
+    async with connect(settings, _metrics(args.metrics_port)) as queue:
         reconciler = queue.reconciler()
         if args.once:
             print((await reconciler.run_once()).to_json(), flush=True)
@@ -250,8 +266,14 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api.app import create_app
 
     app = create_app(settings)  # fails here, with one line, on bad config or handlers
-    config = uvicorn.Config(app, host=args.host, port=args.port, workers=args.workers,
-                            log_level="info", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+    )
     await uvicorn.Server(config).serve()
     return 0
 
@@ -318,6 +340,14 @@ async def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
         job = await queue.job_service.get(args.job_id)
     print(json.dumps(job, default=_json_default, indent=2))
     return 0
+
+
+def _metrics(port: int | None) -> Metrics | None:
+    if port is None:
+        return None
+    metrics = Metrics()
+    metrics.serve(port)
+    return metrics
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from .errors import BackendUnavailable
 from .executor import Outcome, OutcomeKind
+from .metrics import Metrics
 from .ports import JobStore, ReadyIndex
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class OutcomeBuffer:
         flush_interval: float,
         batch_max: int,
         on_written: Callable[[list[Outcome]], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._index = index
@@ -41,6 +43,7 @@ class OutcomeBuffer:
         self._interval = flush_interval
         self._batch_max = batch_max
         self._on_written = on_written  # called with every outcome resolved (written or lost)
+        self._metrics = metrics
         self._pending: list[Outcome] = []
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
@@ -117,9 +120,22 @@ class OutcomeBuffer:
             )
         return {e.id for e in entries}
 
+    def _count(self, group: list[Outcome], written: set[uuid.UUID]) -> None:
+        assert self._metrics is not None
+        counters = {
+            OutcomeKind.SUCCEEDED: self._metrics.succeeded,
+            OutcomeKind.RETRY: self._metrics.retried,
+            OutcomeKind.FAILED: self._metrics.failed,
+        }
+        for o in group:
+            counter = counters[o.kind] if o.attempt.id in written else self._metrics.leases_lost
+            counter.labels(o.job_type).inc()
+
     def _resolve(self, group: list[Outcome], written: set[uuid.UUID]) -> None:
         done = {id(o) for o in group}
         self._pending = [o for o in self._pending if id(o) not in done]
+        if self._metrics is not None:
+            self._count(group, written)
         for o in group:
             if o.attempt.id not in written:
                 log.warning(

@@ -70,7 +70,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10,
+    dsn: str,
+    *,
+    schema: str | None = None,
+    min_size: int = 1,
+    max_size: int = 10,
     synchronous_commit: bool = True,
 ) -> asyncpg.Pool:
     server_settings = {"application_name": "hybridq"}
@@ -102,13 +106,24 @@ def new_job_row(job: NewJob, inserted: asyncpg.Record) -> Job:
     but what the server decided (scheduled_for when none was given, created_at).
     test_create_stores_job_and_indexes_it_as_ready holds this equal to get_job()."""
     return {
-        "id": str(job.id), "job_type": job.job_type, "user_id": job.user_id,
-        "input": json.loads(job.input_json), "output": None, "status": "queued",
-        "priority": job.priority, "attempts": 0, "max_retries": job.max_retries,
-        "scheduled_for": inserted["scheduled_for"], "created_at": inserted["created_at"],
-        "started_at": None, "finished_at": None, "last_error": None,
-        "lease_owner": None, "lease_expires_at": None,
-        "idempotency_key": None, "request_fingerprint": None,
+        "id": str(job.id),
+        "job_type": job.job_type,
+        "user_id": job.user_id,
+        "input": json.loads(job.input_json),
+        "output": None,
+        "status": "queued",
+        "priority": job.priority,
+        "attempts": 0,
+        "max_retries": job.max_retries,
+        "scheduled_for": inserted["scheduled_for"],
+        "created_at": inserted["created_at"],
+        "started_at": None,
+        "finished_at": None,
+        "last_error": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "idempotency_key": None,
+        "request_fingerprint": None,
     }
 
 
@@ -146,17 +161,26 @@ class PgStore:
             if len(jobs) == 1:
                 j = jobs[0]
                 row = await target.fetchrow(
-                    Q.insert_job, j.id, j.job_type, j.input_json, j.user_id, j.priority,
-                    j.max_retries, j.scheduled_for,
+                    Q.insert_job,
+                    j.id,
+                    j.job_type,
+                    j.input_json,
+                    j.user_id,
+                    j.priority,
+                    j.max_retries,
+                    j.scheduled_for,
                 )
                 assert row is not None  # INSERT ... RETURNING always returns the row
                 rows = [row]
             else:
                 rows = await target.fetch(
                     Q.insert_jobs,
-                    [j.id for j in jobs], [j.job_type for j in jobs],
-                    [j.input_json for j in jobs], [j.user_id for j in jobs],
-                    [j.priority for j in jobs], [j.max_retries for j in jobs],
+                    [j.id for j in jobs],
+                    [j.job_type for j in jobs],
+                    [j.input_json for j in jobs],
+                    [j.user_id for j in jobs],
+                    [j.priority for j in jobs],
+                    [j.max_retries for j in jobs],
                     [j.scheduled_for for j in jobs],
                 )
         return [new_job_row(j, r) for j, r in zip(jobs, rows, strict=True)]
@@ -167,8 +191,16 @@ class PgStore:
         """Insert under an idempotency key; None when the owner already used the key."""
         async with translate_errors():
             row = await self.pool.fetchrow(
-                Q.insert_job_once, job.id, job.job_type, job.input_json, job.user_id,
-                job.priority, job.max_retries, job.scheduled_for, idempotency_key, fingerprint,
+                Q.insert_job_once,
+                job.id,
+                job.job_type,
+                job.input_json,
+                job.user_id,
+                job.priority,
+                job.max_retries,
+                job.scheduled_for,
+                idempotency_key,
+                fingerprint,
             )
         return job_from_record(row) if row else None
 
@@ -178,8 +210,13 @@ class PgStore:
         return job_from_record(row) if row else None
 
     async def list_jobs(
-        self, *, user_id: str | None, before: uuid.UUID | None, status: str | None,
-        job_type: str | None, limit: int,
+        self,
+        *,
+        user_id: str | None,
+        before: uuid.UUID | None,
+        status: str | None,
+        job_type: str | None,
+        limit: int,
     ) -> list[Job]:
         """Newest first. ``user_id`` None lists every owner's jobs (admin)."""
         before = before or _AFTER_EVERY_UUID

@@ -56,8 +56,13 @@ class JobStore(Protocol):
     ) -> Job | None: ...
     async def get_job_by_idempotency_key(self, user_id: str | None, key: str) -> Job | None: ...
     async def list_jobs(
-        self, *, user_id: str | None, before: uuid.UUID | None, status: str | None,
-        job_type: str | None, limit: int,
+        self,
+        *,
+        user_id: str | None,
+        before: uuid.UUID | None,
+        status: str | None,
+        job_type: str | None,
+        limit: int,
     ) -> list[Job]: ...
     async def get_job(self, job_id: uuid.UUID) -> Job | None: ...
     async def claim_jobs(

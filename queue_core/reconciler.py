@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from . import keys
 from .clock import ServerClock
 from .index_repair import IndexedScores, IndexRepair
+from .metrics import Metrics
 from .pg_store import PgStore
 from .ports import IndexEntry
 from .redis_index import RedisIndex
@@ -59,6 +60,7 @@ class Reconciler:
         settings: Settings,
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.repair = IndexRepair(index)
@@ -66,6 +68,7 @@ class Reconciler:
         self.settings = settings
         self.page_size = page_size
         self._clock = ServerClock()
+        self._metrics = metrics
 
     async def run_once(self, job_types: Iterable[str] = ()) -> ReconcileResult:
         """One full pass. ``job_types`` adds types to check even if neither store has any
@@ -121,6 +124,18 @@ class Reconciler:
                         extra={"action": "reconcile", "job_type": job_type},
                     )
         result.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        if self._metrics is not None:
+            for kind in (
+                "leases_rescued",
+                "leases_failed",
+                "reindexed",
+                "drift_fixed",
+                "orphans_removed",
+            ):
+                self._metrics.reconciler_repairs.labels(kind).inc(getattr(result, kind))
+            self._metrics.reconciler_repairs.labels("indexes_rebuilt").inc(
+                len(result.indexes_rebuilt)
+            )
         log.info("reconciled", extra={"action": "reconcile", **asdict(result)})
         return result
 
@@ -155,13 +170,17 @@ class Reconciler:
         type, stale priority ranks, and members that are not ids at all."""
         for which in ("ready", "scheduled"):
             async for members in self.repair.scan_pages(job_type, which, self.page_size):
-                expected = {m: keys.job_id_from_member(m) for m, _ in members
-                            if keys.is_member(m, scheduled=which == "scheduled")}
+                expected = {
+                    m: keys.job_id_from_member(m)
+                    for m, _ in members
+                    if keys.is_member(m, scheduled=which == "scheduled")
+                }
                 queued = {
                     e.id: e for e in await self.store.find_queued_jobs(list(expected.values()))
                 }
                 stale = [
-                    (member, score) for member, score in members
+                    (member, score)
+                    for member, score in members
                     if not _stands_for(member, expected.get(member), queued, job_type, which)
                 ]
                 result.orphans_removed += await self.repair.remove_if_unchanged(
@@ -170,8 +189,11 @@ class Reconciler:
 
 
 def _stands_for(
-    member: bytes, job_id: uuid.UUID | None, queued: dict[uuid.UUID, IndexEntry],
-    job_type: str, which: str,
+    member: bytes,
+    job_id: uuid.UUID | None,
+    queued: dict[uuid.UUID, IndexEntry],
+    job_type: str,
+    which: str,
 ) -> bool:
     entry = queued.get(job_id) if job_id is not None else None
     if entry is None or entry.job_type != job_type:

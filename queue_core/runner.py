@@ -30,6 +30,7 @@ from .clock import ServerClock
 from .contracts import Handler, JobContract, make_contract
 from .errors import BackendUnavailable, HandlerNotFound
 from .executor import Outcome, execute
+from .metrics import Metrics
 from .outcomes import OutcomeBuffer
 from .ports import Attempt, Job, JobStore, ReadyIndex
 from .retry import RetryPolicy
@@ -56,6 +57,7 @@ class JobRunnerService:
         worker_id: str | None = None,
         rebuild_index: Callable[[list[str]], Awaitable[object]] | None = None,
         index_committed_jobs: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``rebuild_index(types)`` re-indexes types whose Redis index was lost (wiring
         passes Reconciler.rebuild_index); ``index_committed_jobs()`` runs in the background
@@ -70,7 +72,8 @@ class JobRunnerService:
         )
         self._clock = ServerClock()
         self._handlers: dict[str, JobContract] = {}
-        self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None]]] = {}
+        # id -> (attempt, its task, job type)
+        self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None], str]] = {}
         self._held: dict[uuid.UUID, Attempt] = {}  # running or awaiting its outcome's write
         self._new_work = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -82,6 +85,7 @@ class JobRunnerService:
         self._chores: set[asyncio.Task[None]] = set()
         self._rebuild_index = rebuild_index
         self._index_committed_jobs = index_committed_jobs
+        self._metrics = metrics
         self._outcomes = OutcomeBuffer(
             store,
             index,
@@ -89,6 +93,7 @@ class JobRunnerService:
             flush_interval=self.settings.flush_interval_ms / 1000.0,
             batch_max=self.settings.flush_batch_max,
             on_written=self._forget_written,
+            metrics=metrics,
         )
 
     def register_handler(
@@ -225,6 +230,8 @@ class JobRunnerService:
             return await self._claim_from_postgres(job_type, want)
         if job_type in self._degraded:
             self._degraded.discard(job_type)
+            if self._metrics is not None:
+                self._metrics.redis_fallback.labels(job_type).set(0)
             log.warning(
                 "claiming through redis again",
                 extra={
@@ -251,7 +258,7 @@ class JobRunnerService:
             job_type, want, self.worker_id, self.settings.lease_seconds
         )
         for job in jobs:
-            self._start(job)
+            self._start(job, "postgres")
         poll_ms = int(self.settings.fallback_poll_seconds * 1000)
         return len(jobs), (0 if len(jobs) == want else poll_ms)
 
@@ -259,6 +266,8 @@ class JobRunnerService:
         self._postgres_until[job_type] = time.monotonic() + REDIS_RETRY_SECONDS
         if job_type not in self._degraded:
             self._degraded.add(job_type)
+            if self._metrics is not None:
+                self._metrics.redis_fallback.labels(job_type).set(1)
             log.warning(
                 "claiming straight from postgres",
                 extra={
@@ -304,7 +313,7 @@ class JobRunnerService:
         for job_id in ids:  # pop order is claim order
             job = by_id.get(str(job_id))
             if job is not None:
-                self._start(job)
+                self._start(job, "redis")
         unconfirmed = [i for i in ids if str(i) not in by_id]
         if unconfirmed:
             await self._reindex_still_queued(unconfirmed)
@@ -326,15 +335,24 @@ class JobRunnerService:
             with contextlib.suppress(BackendUnavailable):
                 await self._index.add_jobs(entries)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, source: str) -> None:
+        if self._metrics is not None:
+            self._metrics.claimed.labels(job["job_type"], source).inc()
+            waited = (job["started_at"] - job["scheduled_for"]).total_seconds()
+            self._metrics.enqueue_to_start_seconds.labels(job["job_type"]).observe(max(waited, 0))
         attempt = Attempt(uuid.UUID(job["id"]), job["attempts"])
         task = asyncio.create_task(self._run_job(job, attempt))
-        self._running[attempt.id] = (attempt, task)
+        self._running[attempt.id] = (attempt, task, job["job_type"])
         self._held[attempt.id] = attempt
 
     async def _run_job(self, job: Job, attempt: Attempt) -> None:
         try:
+            started = time.perf_counter()
             outcome = await execute(self._handlers[job["job_type"]], job, self._policy)
+            if self._metrics is not None:
+                self._metrics.handler_seconds.labels(job["job_type"]).observe(
+                    time.perf_counter() - started
+                )
             await self._outcomes.add(outcome)
         finally:
             if self._running.get(attempt.id, (None,))[0] == attempt:
@@ -372,6 +390,8 @@ class JobRunnerService:
             running = self._running.get(attempt.id)
             if running is not None and running[0] == attempt:
                 running[1].cancel()
+                if self._metrics is not None:
+                    self._metrics.leases_lost.labels(running[2]).inc()
                 log.warning(
                     "lease lost: handler cancelled",
                     extra={
@@ -387,9 +407,9 @@ class JobRunnerService:
         back to the queue without counting the attempt."""
         if not self._running:
             return
-        tasks = [task for _, task in self._running.values()]
+        tasks = [task for _, task, _ in self._running.values()]
         await asyncio.wait(tasks, timeout=grace)
-        unfinished = [(a, t) for a, t in self._running.values() if not t.done()]
+        unfinished = [(a, t) for a, t, _ in self._running.values() if not t.done()]
         if not unfinished:
             return
         for _, task in unfinished:

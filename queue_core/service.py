@@ -18,6 +18,7 @@ from .contracts import ContractRegistry
 from .errors import BackendUnavailable, DuplicateJob, InvalidJob, JobNotFound, JobStateConflict
 from .group_commit import GroupCommit
 from .ids import uuid7
+from .metrics import Metrics
 from .models import JobStatus, NewJob, parse_job_id
 from .ports import IndexEntry, Job, JobStore, ReadyIndex
 
@@ -39,13 +40,18 @@ def index_entry(job: Job, *, deferred: bool) -> IndexEntry:
 
 class JobService:
     def __init__(
-        self, store: JobStore, index: ReadyIndex, contracts: ContractRegistry | None = None
+        self,
+        store: JobStore,
+        index: ReadyIndex,
+        contracts: ContractRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """With ``contracts``, create() also rejects job types nobody registered and input
         that breaks a type's declared model (what the API does)."""
         self.store = store
         self.index = index
         self.contracts = contracts
+        self.metrics = metrics
         self._group_commit = GroupCommit(self._insert_and_index)
 
     async def create(
@@ -71,14 +77,24 @@ class JobService:
         return job
 
     def _validated(
-        self, job_type: str, input: Any, user_id: str | None, priority: int,
-        max_retries: int, scheduled_for: datetime | None,
+        self,
+        job_type: str,
+        input: Any,
+        user_id: str | None,
+        priority: int,
+        max_retries: int,
+        scheduled_for: datetime | None,
     ) -> NewJob:
         if self.contracts is not None:
             self.contracts.validate(job_type, input)
         return NewJob.build(
-            id=uuid7(), job_type=job_type, input=input, user_id=user_id,
-            priority=priority, max_retries=max_retries, scheduled_for=scheduled_for,
+            id=uuid7(),
+            job_type=job_type,
+            input=input,
+            user_id=user_id,
+            priority=priority,
+            max_retries=max_retries,
+            scheduled_for=scheduled_for,
         )
 
     async def create_once(
@@ -103,6 +119,7 @@ class JobService:
         fingerprint = fingerprint or _fingerprint(new)
         job = await self.store.insert_job_once(new, idempotency_key, fingerprint)
         if job is not None:
+            self._count_enqueued([job])
             await self._index_quietly("add_jobs", [index_entry(job, deferred=True)])
             return job, True
         existing = await self.store.get_job_by_idempotency_key(user_id, idempotency_key)
@@ -128,8 +145,11 @@ class JobService:
         if status is not None and status not in set(JobStatus):
             raise InvalidJob(f"status must be one of {', '.join(JobStatus)}")
         return await self.store.list_jobs(
-            user_id=user_id, before=parse_job_id(before) if before else None,
-            status=status, job_type=job_type, limit=limit,
+            user_id=user_id,
+            before=parse_job_id(before) if before else None,
+            status=status,
+            job_type=job_type,
+            limit=limit,
         )
 
     async def create_many(
@@ -171,6 +191,7 @@ class JobService:
         if connection is None:
             return await self._insert_and_index(new_jobs)
         jobs = await self.store.insert_jobs(new_jobs, connection)
+        self._count_enqueued(jobs)  # counted at insert: the caller may still roll back
         channel = channel_name(self.index.namespace)
         for payload in encode_payloads(_entries(jobs, new_jobs)):
             await self.store.notify(connection, channel, payload)
@@ -179,8 +200,14 @@ class JobService:
     async def _insert_and_index(self, new_jobs: list[NewJob]) -> list[Job]:
         """One INSERT (committed: the acknowledgement), then one Redis pipeline."""
         jobs = await self.store.insert_jobs(new_jobs)
+        self._count_enqueued(jobs)
         await self._index_quietly("add_jobs", _entries(jobs, new_jobs))
         return jobs
+
+    def _count_enqueued(self, jobs: list[Job]) -> None:
+        if self.metrics is not None:
+            for job in jobs:
+                self.metrics.enqueued.labels(job["job_type"]).inc()
 
     async def _index_quietly(self, method: str, entries: list[IndexEntry]) -> None:
         """Postgres already committed: a Redis failure here only delays the job until the
@@ -210,8 +237,12 @@ class JobService:
             raise InvalidJob(f"jobs[{position}] needs job_type and input")
         try:
             return self._validated(
-                spec["job_type"], spec["input"], spec.get("user_id"), spec.get("priority", 0),
-                spec.get("max_retries", 3), spec.get("scheduled_for"),
+                spec["job_type"],
+                spec["input"],
+                spec.get("user_id"),
+                spec.get("priority", 0),
+                spec.get("max_retries", 3),
+                spec.get("scheduled_for"),
             )
         except InvalidJob as exc:
             raise InvalidJob(f"jobs[{position}]: {exc}") from None
@@ -237,8 +268,16 @@ def _entries(jobs: list[Job], new_jobs: list[NewJob]) -> list[IndexEntry]:
 def _fingerprint(job: NewJob) -> str:
     """What makes two create_once() calls "the same request"."""
     when = job.scheduled_for.isoformat() if job.scheduled_for else ""
-    text = "\x1f".join([job.job_type, job.input_json, job.user_id or "", str(job.priority),
-                         str(job.max_retries), when])
+    text = "\x1f".join(
+        [
+            job.job_type,
+            job.input_json,
+            job.user_id or "",
+            str(job.priority),
+            str(job.max_retries),
+            when,
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -95,4 +95,8 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(
         500, ge=1, description="Jobs a user may enqueue at once above the average rate."
     )
+    log_json: bool = Field(False, description="Log one JSON object per line (for log shippers).")
+    log_level: str = Field(
+        "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Least severe level logged."
+    )
     handlers_module: str = Field("handlers", description="Module whose register(runner) is used.")

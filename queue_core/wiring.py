@@ -19,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from .committed_jobs import index_committed_jobs
+from .metrics import Metrics
 from .pg_store import PgStore, create_pool
 from .reconciler import Reconciler
 from .redis_index import RedisIndex, create_client
@@ -38,11 +39,13 @@ class Queue:
     store: PgStore
     index: RedisIndex
     job_service: JobService
+    metrics: Metrics | None = None
 
     def runner(self, **options: Any) -> JobRunnerService:
         """A worker on these backends; ``options`` are JobRunnerService's keywords
         (concurrency, worker_id)."""
         options.setdefault("rebuild_index", self.reconciler().rebuild_index)
+        options.setdefault("metrics", self.metrics)
         options.setdefault(
             "index_committed_jobs",
             partial(index_committed_jobs, self.store, self.index, self.settings.namespace),
@@ -50,11 +53,15 @@ class Queue:
         return JobRunnerService(self.store, self.index, self.settings, **options)
 
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.store, self.index, self.settings)
+        return Reconciler(self.store, self.index, self.settings, metrics=self.metrics)
 
 
 @asynccontextmanager
-async def connect(settings: Settings | None = None) -> AsyncIterator[Queue]:
+async def connect(
+    settings: Settings | None = None, metrics: Metrics | None = None
+) -> AsyncIterator[Queue]:
+    """Open the pools and the Redis client; ``metrics``, when given, is recorded into by
+    every service handed out."""
     settings = settings or Settings()
     pool = await create_pool(
         settings.database_url,
@@ -74,7 +81,8 @@ async def connect(settings: Settings | None = None) -> AsyncIterator[Queue]:
     store = PgStore(pool, claim_pool)
     index = RedisIndex(client, settings.namespace)
     try:
-        yield Queue(settings, pool, client, store, index, JobService(store, index))
+        service = JobService(store, index, metrics=metrics)
+        yield Queue(settings, pool, client, store, index, service, metrics)
     finally:
         await client.aclose()
         await claim_pool.close()

@@ -33,6 +33,7 @@ JOB_TYPES = ("email_processing", "calendar_sync", "briefing_generation")
 EMAIL_PROCESSING_TIMEOUT_SECONDS = 30.0
 CALENDAR_SYNC_TIMEOUT_SECONDS = 120.0
 BRIEFING_GENERATION_TIMEOUT_SECONDS = 300.0
+MORNING_BRIEFING_CRON = "0 7 * * *"
 
 
 class HandlerRegistry(Protocol):
@@ -48,6 +49,17 @@ class HandlerRegistry(Protocol):
         timeout: float | None = None,
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
+    ) -> None: ...
+
+    def register_periodic(
+        self,
+        name: str,
+        *,
+        cron: str,
+        job_type: str,
+        input: dict[str, Any] | None = None,
+        priority: int = 0,
+        max_retries: int = 3,
     ) -> None: ...
 
 
@@ -76,6 +88,13 @@ def register(runner: HandlerRegistry, services: Services | None = None) -> None:
         timeout=BRIEFING_GENERATION_TIMEOUT_SECONDS,
         input_model=BriefingGenerationInput,
         output_model=BriefingGenerationOutput,
+    )
+    # Enqueued by the reconciler at every tick, exactly once (UTC).
+    runner.register_periodic(
+        "morning-briefing",
+        cron=MORNING_BRIEFING_CRON,
+        job_type="briefing_generation",
+        input={"topic": "morning digest"},
     )
 
 

@@ -226,8 +226,9 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    periodic = load_contracts(settings.handlers_module).periodic
     async with connect(settings, _metrics(args.metrics_port)) as queue:
-        reconciler = queue.reconciler()
+        reconciler = queue.reconciler(periodic)
         if args.once:
             print((await reconciler.run_once()).to_json(), flush=True)
             return 0

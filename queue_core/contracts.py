@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import HandlerNotFound, InvalidJob
 from .models import validate_job_type
+from .periodic import PeriodicJob, make_periodic
 from .ports import Job
 
 Handler = Callable[[Job], Any]
@@ -84,6 +85,7 @@ class ContractRegistry:
 
     def __init__(self) -> None:
         self._contracts: dict[str, JobContract] = {}
+        self.periodic: list[PeriodicJob] = []
 
     def register_handler(
         self,
@@ -96,6 +98,28 @@ class ContractRegistry:
     ) -> None:
         self._contracts[job_type] = make_contract(
             job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
+        )
+
+    def register_periodic(
+        self,
+        name: str,
+        *,
+        cron: str,
+        job_type: str,
+        input: dict[str, Any] | None = None,
+        priority: int = 0,
+        max_retries: int = 3,
+    ) -> None:
+        """Enqueue a ``job_type`` job at every tick of ``cron`` (see periodic.py)."""
+        self.periodic.append(
+            make_periodic(
+                name,
+                cron=cron,
+                job_type=job_type,
+                input=input,
+                priority=priority,
+                max_retries=max_retries,
+            )
         )
 
     def get(self, job_type: str) -> JobContract | None:

@@ -41,3 +41,9 @@ def uuid7() -> uuid.UUID:
     value |= 0b10 << 62  # variant
     value |= rand_b
     return uuid.UUID(int=value)
+
+
+def uuid7_floor(when_ms: int) -> uuid.UUID:
+    """The smallest UUIDv7 of millisecond ``when_ms``: every id made at or after that
+    millisecond is greater (used as a time cut-off on the primary key)."""
+    return uuid.UUID(int=((when_ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (0b10 << 62))

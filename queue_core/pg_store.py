@@ -239,6 +239,38 @@ class PgStore:
             rows = await self.pool.fetch(Q.oldest_due_queued_jobs)
         return {r["job_type"]: r["oldest_due"] for r in rows}
 
+    async def retry_jobs_in_bulk(
+        self, status: str, job_type: str | None, limit: int
+    ) -> list[IndexEntry]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.retry_jobs_in_bulk, status, job_type, limit)
+        return [_index_entry(r) for r in rows]
+
+    async def delete_finished_jobs(
+        self,
+        *,
+        before_id: uuid.UUID,
+        finished_before: datetime,
+        after_id: uuid.UUID,
+        statuses: Sequence[str],
+        limit: int,
+    ) -> list[uuid.UUID]:
+        async with translate_errors():
+            rows = await self.pool.fetch(
+                Q.delete_finished_jobs,
+                before_id,
+                finished_before,
+                after_id,
+                limit,
+                list(statuses),
+            )
+        return sorted(r["id"] for r in rows)
+
+    async def list_failures(self, job_type: str | None, limit: int) -> list[Job]:
+        async with translate_errors():
+            rows = await self.pool.fetch(Q.list_failures, job_type, limit)
+        return [job_from_record(r) for r in rows]
+
     async def ping(self) -> None:
         async with translate_errors():
             await self.pool.fetchval(Q.ping)

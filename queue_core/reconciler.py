@@ -19,16 +19,21 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 from . import keys
 from .clock import ServerClock
 from .index_repair import IndexedScores, IndexRepair
 from .metrics import Metrics
+from .models import JobStatus
+from .operations import delete_finished
+from .periodic import PeriodicJob, PeriodicScheduler
 from .pg_store import PgStore
 from .ports import IndexEntry
 from .redis_index import RedisIndex
+from .service import JobService
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ class ReconcileResult:
     drift_fixed: int = 0  # entries with a wrong score or in the wrong set, corrected
     orphans_removed: int = 0  # Redis ids whose job is not queued, removed
     indexes_rebuilt: list[str] = field(default_factory=list)  # types whose index was lost
+    periodic_enqueued: int = 0  # periodic jobs whose tick this run enqueued
+    retention_deleted: int = 0  # finished jobs deleted as older than the retention
     duration_ms: float = 0.0
 
     def to_json(self) -> str:
@@ -61,7 +68,11 @@ class Reconciler:
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         metrics: Metrics | None = None,
+        service: JobService | None = None,
+        periodic: Sequence[PeriodicJob] = (),
     ) -> None:
+        """``service`` and ``periodic``: the periodic jobs to enqueue at each run (a
+        reconciler without them only repairs)."""
         self.store = store
         self.repair = IndexRepair(index)
         self.index = index
@@ -69,6 +80,7 @@ class Reconciler:
         self.page_size = page_size
         self._clock = ServerClock()
         self._metrics = metrics
+        self._scheduler = PeriodicScheduler(service, list(periodic)) if service else None
 
     async def run_once(self, job_types: Iterable[str] = ()) -> ReconcileResult:
         """One full pass. ``job_types`` adds types to check even if neither store has any
@@ -109,6 +121,9 @@ class Reconciler:
             await self._clock.sync(self.store)
             if rescue:
                 await self._rescue_expired_leases(result)
+                await self._apply_retention(result)
+                if self._scheduler is not None:
+                    result.periodic_enqueued = await self._scheduler.run_once()
             types = set(job_types)
             if not only_given:
                 types |= set(await self.store.queued_job_types()) | await self.repair.job_types()
@@ -150,6 +165,23 @@ class Reconciler:
             await self.index.add_jobs(requeued)
             if len(rows) < self.page_size:
                 return
+
+    async def _apply_retention(self, result: ReconcileResult) -> None:
+        """Delete finished jobs past their retention, at most retention_batch_per_run."""
+        budget = self.settings.retention_batch_per_run
+        rules = [
+            (self.settings.retention_succeeded_seconds, [JobStatus.SUCCEEDED, JobStatus.CANCELLED]),
+            (self.settings.retention_failed_seconds, [JobStatus.FAILED]),
+        ]
+        for seconds, statuses in rules:
+            async for deleted in delete_finished(
+                self.store,
+                older_than=timedelta(seconds=seconds),
+                statuses=statuses,
+                batch=min(self.page_size, max(budget, 1)),
+                limit=budget - result.retention_deleted,
+            ):
+                result.retention_deleted += deleted
 
     async def _reindex_type(self, job_type: str, result: ReconcileResult) -> None:
         after = uuid.UUID(int=0)

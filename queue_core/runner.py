@@ -32,6 +32,7 @@ from .errors import BackendUnavailable, HandlerNotFound
 from .executor import Outcome, execute
 from .metrics import Metrics
 from .outcomes import OutcomeBuffer
+from .periodic import make_periodic
 from .ports import Attempt, Job, JobStore, ReadyIndex
 from .retry import RetryPolicy
 from .settings import Settings
@@ -111,6 +112,27 @@ class JobRunnerService:
         rejects fails the attempt."""
         self._handlers[job_type] = make_contract(
             job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
+        )
+
+    def register_periodic(
+        self,
+        name: str,
+        *,
+        cron: str,
+        job_type: str,
+        input: dict[str, Any] | None = None,
+        priority: int = 0,
+        max_retries: int = 3,
+    ) -> None:
+        """Declared here so that one handlers module serves workers and the reconciler;
+        checked here, enqueued by the reconciler (periodic.py)."""
+        make_periodic(
+            name,
+            cron=cron,
+            job_type=job_type,
+            input=input,
+            priority=priority,
+            max_retries=max_retries,
         )
 
     @property

@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(
         500, ge=1, description="Jobs a user may enqueue at once above the average rate."
     )
+    retention_succeeded_seconds: float = Field(
+        7 * 86_400,
+        gt=0,
+        description="Succeeded and cancelled jobs are deleted this long "
+        "after they finished (by the reconciler).",
+    )
+    retention_failed_seconds: float = Field(
+        30 * 86_400, gt=0, description="Failed jobs are deleted this long after they failed."
+    )
+    retention_batch_per_run: int = Field(
+        10_000, ge=0, description="Jobs one reconciler run deletes at most (0: keep all)."
+    )
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers).")
     log_level: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Least severe level logged."

@@ -9,7 +9,7 @@ async with queue_core.connect(settings) as queue:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from .committed_jobs import index_committed_jobs
 from .metrics import Metrics
+from .periodic import PeriodicJob
 from .pg_store import PgStore, create_pool
 from .reconciler import Reconciler
 from .redis_index import RedisIndex, create_client
@@ -52,8 +53,16 @@ class Queue:
         )
         return JobRunnerService(self.store, self.index, self.settings, **options)
 
-    def reconciler(self) -> Reconciler:
-        return Reconciler(self.store, self.index, self.settings, metrics=self.metrics)
+    def reconciler(self, periodic: Sequence[PeriodicJob] = ()) -> Reconciler:
+        """A reconciler on these backends; ``periodic``: the periodic jobs it enqueues."""
+        return Reconciler(
+            self.store,
+            self.index,
+            self.settings,
+            metrics=self.metrics,
+            service=self.job_service,
+            periodic=periodic,
+        )
 
 
 @asynccontextmanager

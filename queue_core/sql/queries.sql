@@ -229,3 +229,40 @@ GROUP BY job_type;
 -- name: ping
 -- Readiness: the database answers.
 SELECT 1;
+
+-- name: retry_jobs_in_bulk
+-- Up to $3 jobs of status $1 (failed or cancelled), of type $2 or any, queued again now with
+-- a fresh allowance of retries (as retry_job). One bounded batch; call until it returns none.
+UPDATE jobs AS j
+SET status = 'queued', scheduled_for = date_trunc('milliseconds', now()),
+    finished_at = NULL, max_retries = j.max_retries + j.attempts
+FROM (
+    SELECT id FROM jobs
+    WHERE status = $1 AND ($2::text IS NULL OR job_type = $2)
+    ORDER BY id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+) AS picked
+WHERE j.id = picked.id
+RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
+
+-- name: delete_finished_jobs
+-- Retention: delete up to $4 jobs of the given statuses that finished before $2, walking ids
+-- (time-ordered) after $3 up to $1 (no job created after the cut-off can qualify). Returns
+-- the deleted ids, so the caller knows where to continue.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE id > $3 AND id < $1 AND status = ANY($5::text[]) AND finished_at < $2
+    ORDER BY id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: list_failures
+-- The latest failed jobs, newest first, of one type or any (dashboard, CLI).
+SELECT * FROM jobs
+WHERE status = 'failed' AND ($1::text IS NULL OR job_type = $1)
+ORDER BY id DESC
+LIMIT $2;

@@ -31,6 +31,8 @@ NOTHING_TO_DO: dict[str, Any] = {
     "reindexed": 0,
     "drift_fixed": 0,
     "orphans_removed": 0,
+    "periodic_enqueued": 0,
+    "retention_deleted": 0,
     "indexes_rebuilt": [],
 }
 

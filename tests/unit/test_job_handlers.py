@@ -245,3 +245,11 @@ async def test_register_is_accepted_by_the_real_runner() -> None:
     register(runner)
 
     assert runner.job_types == sorted(JOB_TYPES)
+
+
+def test_register_declares_the_morning_briefing_as_a_periodic_job() -> None:
+    registry = ContractRegistry()
+    register(registry)
+    [periodic] = registry.periodic
+    assert periodic.job_type == "briefing_generation" and periodic.cron == "0 7 * * *"
+    assert registry.get(periodic.job_type) is not None  # its job type has a handler

@@ -1,0 +1,101 @@
+"""Operations on the queue as a whole: statistics, bulk retry, and deleting finished jobs.
+Shared by the API, the dashboard, the CLI and the reconciler's retention step."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .errors import InvalidJob
+from .ids import uuid7_floor
+from .models import JobStatus
+from .pg_store import PgStore
+from .redis_index import RedisIndex
+
+DEFAULT_BATCH = 1000
+"""Rows per statement of a bulk operation: each one is short, and progress is visible."""
+
+
+@dataclass(frozen=True)
+class TypeStats:
+    job_type: str
+    by_status: dict[str, int] = field(default_factory=dict)
+    ready_in_index: int = 0
+    scheduled_in_index: int = 0
+    oldest_queued_age_seconds: float | None = None  # how long the oldest due job has waited
+
+
+async def queue_stats(store: PgStore, index: RedisIndex) -> list[TypeStats]:
+    """Per job type: jobs by status, ids in the Redis index, the oldest due job's wait."""
+    counts = await store.count_jobs()
+    oldest = await store.oldest_due_queued_jobs()
+    types = sorted({t for t, _, _ in counts} | set(oldest))
+    depths = await index.depths(types)
+    now = datetime.now(UTC)
+    return [
+        TypeStats(
+            job_type=t,
+            by_status={s: n for jt, s, n in counts if jt == t},
+            ready_in_index=depths[t][0],
+            scheduled_in_index=depths[t][1],
+            oldest_queued_age_seconds=(
+                round((now - oldest[t]).total_seconds(), 3) if t in oldest else None
+            ),
+        )
+        for t in types
+    ]
+
+
+async def retry_in_bulk(
+    store: PgStore,
+    index: RedisIndex,
+    *,
+    status: str = JobStatus.FAILED,
+    job_type: str | None = None,
+    batch: int = DEFAULT_BATCH,
+) -> AsyncIterator[int]:
+    """Queue again every job of ``status`` (failed or cancelled), optionally of one type,
+    in batches; yields how many each batch retried."""
+    if status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise InvalidJob("only failed or cancelled jobs can be retried")
+    while entries := await store.retry_jobs_in_bulk(status, job_type, batch):
+        await index.add_jobs(entries)
+        yield len(entries)
+
+
+async def delete_finished(
+    store: PgStore,
+    *,
+    older_than: timedelta,
+    statuses: Sequence[str],
+    batch: int = DEFAULT_BATCH,
+    limit: int | None = None,
+) -> AsyncIterator[int]:
+    """Delete jobs of ``statuses`` (terminal ones only) that finished more than
+    ``older_than`` ago, in batches; yields how many each batch deleted. Stops after
+    ``limit`` rows when given (the reconciler bounds each run this way)."""
+    terminal = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    if not statuses or not set(statuses) <= terminal:
+        raise InvalidJob("only succeeded, failed or cancelled jobs can be deleted")
+    if older_than <= timedelta(0):
+        raise InvalidJob("older_than must be positive")
+    cutoff = datetime.now(UTC) - older_than
+    before_id = uuid7_floor(int(cutoff.timestamp() * 1000))
+    after_id = uuid.UUID(int=0)
+    deleted = 0
+    while limit is None or deleted < limit:
+        size = batch if limit is None else min(batch, limit - deleted)
+        ids = await store.delete_finished_jobs(
+            before_id=before_id,
+            finished_before=cutoff,
+            after_id=after_id,
+            statuses=list(statuses),
+            limit=size,
+        )
+        if not ids:
+            return
+        after_id = ids[-1]
+        deleted += len(ids)
+        yield len(ids)

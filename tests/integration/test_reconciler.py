@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from queue_core import Job, Queue, keys
 from queue_core.index_repair import IndexRepair
 from queue_core.reconciler import Reconciler, ReconcileResult

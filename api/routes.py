@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 import uuid
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from queue_core import BackendUnavailable, Job, JobNotFound, JobStatus, Settings
+from queue_core.operations import queue_stats
 
 from .auth import Principal, TokenVerifier
 from .backend import ApiBackend
@@ -157,25 +158,8 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         Admin only."""
         if not caller.admin:
             raise ApiError(403, "forbidden", "stats need an admin token")
-        counts = await b.store.count_jobs()
-        oldest = await b.store.oldest_due_queued_jobs()
-        types = sorted({t for t, _, _ in counts} | set(oldest))
-        depths = await b.index.depths(types)
-        now = datetime.now(UTC)
-        return StatsOut(
-            job_types=[
-                TypeStats(
-                    job_type=t,
-                    by_status={s: n for jt, s, n in counts if jt == t},
-                    ready_in_index=depths[t][0],
-                    scheduled_in_index=depths[t][1],
-                    oldest_queued_age_seconds=(
-                        round((now - oldest[t]).total_seconds(), 3) if t in oldest else None
-                    ),
-                )
-                for t in types
-            ]
-        )
+        stats = await queue_stats(b.store, b.index)
+        return StatsOut(job_types=[TypeStats.model_validate(asdict(t)) for t in stats])
 
     @router.get(
         "/metrics",

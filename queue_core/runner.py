@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 1.0
 """While claiming from Postgres, try Redis again this often."""
+FINAL_FLUSH_SECONDS = 10.0
+"""A stopping worker tries this long to write its last outcomes."""
 
 
 def new_worker_id() -> str:
@@ -173,12 +175,25 @@ class JobRunnerService:
         try:
             await self._claim_loop()
             await self._finish_running(self.settings.shutdown_grace_seconds)
-            await self._outcomes.flush()
+            await self._final_flush()
         finally:
             for task in [*background, *self._chores]:
                 task.cancel()
             await asyncio.gather(*background, *self._chores, return_exceptions=True)
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
+
+    async def _final_flush(self) -> None:
+        """Write the outcomes still buffered. While Postgres is down this could wait
+        forever; a stopping worker gives it FINAL_FLUSH_SECONDS, then exits: those jobs'
+        leases expire and they run again (at-least-once), nothing is marked done."""
+        try:
+            await asyncio.wait_for(self._outcomes.flush(), FINAL_FLUSH_SECONDS)
+        except TimeoutError:
+            log.error(
+                "outcomes not written before exit; those jobs will run again",
+                extra={"action": "flush_outcomes", "pending": len(self._outcomes),
+                       "worker_id": self.worker_id},
+            )
 
     async def _sync_clock(self) -> None:
         delay = 0.1

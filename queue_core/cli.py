@@ -18,12 +18,13 @@ from typing import Any, NoReturn
 import asyncpg
 from pydantic import ValidationError
 
+from . import cli_ops
 from .contracts import load_contracts, load_register, shape_of
 from .errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
 from .logs import configure_logging
 from .metrics import Metrics
 from .migrate import apply_migrations
-from .models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN
+from .models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from .pg_store import translate_errors
 from .settings import Settings
 from .wiring import connect
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="serve Prometheus metrics on this port while the loop runs",
     )
+    _add_handlers_option(p, "whose periodic jobs the reconciler enqueues")
     p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("enqueue", help="create one job and print it as JSON")
@@ -134,9 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    p.add_argument(
-        "--workers", type=_positive_int, default=1, metavar="N", help="server processes (default 1)"
-    )
+    _add_handlers_option(p, "whose job types the API accepts")
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("token", help="API tokens")
@@ -170,7 +170,94 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("get", help="print one job as JSON")
     p.add_argument("job_id", metavar="ID")
     p.set_defaults(func=cmd_get)
+    _add_operator_commands(sub)
     return parser
+
+
+def _add_operator_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """stats, top, retry, purge: implemented in cli_ops."""
+    needs_both = "Needs PostgreSQL and Redis: exit 3 if either is unreachable."
+    p = sub.add_parser(
+        "stats",
+        help="jobs per type and status, ids in the Redis index, oldest due job's wait",
+        description="Per job type: jobs queued, running, succeeded, failed and cancelled; "
+        "ready and scheduled ids in the Redis index; how long the oldest due queued job has "
+        f"waited. {needs_both}",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print JSON (the shape of the API's GET /stats)"
+    )
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser(
+        "top",
+        help="the stats table refreshed live, with succeeded/s and failed/s",
+        description="Redraw the stats table every interval with throughput (succeeded/s, "
+        "failed/s per type, from the change in counts since the previous refresh; deletions "
+        "by retention show as 0) until Ctrl-C or SIGTERM (exit 0). Not on a terminal: one "
+        "plain table per refresh. A refresh that cannot reach a backend shows the error and "
+        "the next one tries again; the exit code is 3 if the last refresh failed.",
+    )
+    p.add_argument(
+        "--interval",
+        type=cli_ops.refresh_interval,
+        default=2.0,
+        metavar="SECONDS",
+        help=f"seconds between refreshes, >= {cli_ops.MIN_REFRESH_SECONDS} (default 2)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N refreshes (default: until interrupted)",
+    )
+    p.set_defaults(func=cmd_top)
+
+    yes_help = "do not ask for confirmation (required when stdin is not a terminal)"
+    p = sub.add_parser(
+        "retry",
+        help="queue again every failed (or cancelled) job, optionally of one type",
+        description="Queue again, at once and with a fresh allowance of retries, every job "
+        "in STATUS (of TYPE, or of every type), in batches of 1000. Asks first unless --yes; "
+        "without --yes and with no terminal on stdin it refuses (exit 2); answering no exits 1. "
+        f"Prints 'retried N jobs'. {needs_both} Jobs retried before a Redis failure stay "
+        "queued; the reconciler indexes them.",
+    )
+    p.add_argument(
+        "--status",
+        required=True,
+        choices=[JobStatus.FAILED.value, JobStatus.CANCELLED.value],
+        help="the jobs to retry: failed or cancelled",
+    )
+    p.add_argument("--job-type", default=None, metavar="TYPE", help="only jobs of this type")
+    p.add_argument("--yes", action="store_true", help=yes_help)
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser(
+        "purge",
+        help="delete finished jobs older than a duration",
+        description="Delete jobs in STATUSES whose finished_at is more than DURATION ago, "
+        "in batches of 1000 (queued and running jobs are never deleted). Asks first unless "
+        "--yes; without --yes and with no terminal on stdin it refuses (exit 2); answering no "
+        "exits 1. Prints 'deleted N jobs'. Needs PostgreSQL only (exit 3 if unreachable).",
+    )
+    p.add_argument(
+        "--older-than",
+        required=True,
+        type=_duration,
+        metavar="DURATION",
+        help="finished more than this long ago: 7d, 12h, 30m, 90s (must be positive)",
+    )
+    p.add_argument(
+        "--status",
+        type=cli_ops.finished_statuses,
+        default=[JobStatus.SUCCEEDED.value, JobStatus.CANCELLED.value, JobStatus.FAILED.value],
+        metavar="STATUSES",
+        help="comma-separated, among succeeded, cancelled, failed (default: all three)",
+    )
+    p.add_argument("--yes", action="store_true", help=yes_help)
+    p.set_defaults(func=cmd_purge)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -226,7 +313,7 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    periodic = load_contracts(settings.handlers_module).periodic
+    periodic = load_contracts(args.handlers or settings.handlers_module).periodic
     async with connect(settings, _metrics(args.metrics_port)) as queue:
         reconciler = queue.reconciler(periodic)
         if args.once:
@@ -266,12 +353,13 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     from api.app import create_app
 
+    if args.handlers is not None:
+        settings = settings.model_copy(update={"handlers_module": args.handlers})
     app = create_app(settings)  # fails here, with one line, on bad config or handlers
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
-        workers=args.workers,
         log_level="info",
         access_log=False,
     )
@@ -343,6 +431,39 @@ async def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_ops.show_stats(settings, as_json=args.json)
+
+
+async def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_ops.watch_top(settings, interval=args.interval, iterations=args.iterations)
+
+
+async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_ops.retry_jobs(
+        settings, status=args.status, job_type=args.job_type, yes=args.yes
+    )
+
+
+async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_ops.purge_jobs(
+        settings,
+        older_than=timedelta(seconds=args.older_than),
+        statuses=args.status,
+        yes=args.yes,
+    )
+
+
+def _add_handlers_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--handlers",
+        default=None,
+        metavar="MODULE",
+        help=f"module defining register(runner), {purpose} "
+        "(default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
+    )
+
+
 def _metrics(port: int | None) -> Metrics | None:
     if port is None:
         return None
@@ -389,11 +510,11 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 
 
 def _duration(text: str) -> float:
-    """'15s', '2m', '500ms', '1h' or a plain number of seconds; must be positive."""
+    """'15s', '2m', '500ms', '1h', '7d' or a plain number of seconds; must be positive."""
     number, unit = text, "s"
     for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
         if text.endswith(suffix):

@@ -3,16 +3,19 @@ Shared by the API, the dashboard, the CLI and the reconciler's retention step.""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .errors import InvalidJob
+from .errors import BackendUnavailable, InvalidJob
 from .ids import uuid7_floor
 from .models import JobStatus
 from .pg_store import PgStore
 from .redis_index import RedisIndex
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 1000
 """Rows per statement of a bulk operation: each one is short, and progress is visible."""
@@ -48,7 +51,7 @@ async def queue_stats(store: PgStore, index: RedisIndex) -> list[TypeStats]:
     ]
 
 
-async def retry_in_bulk(
+def retry_in_bulk(
     store: PgStore,
     index: RedisIndex,
     *,
@@ -56,16 +59,28 @@ async def retry_in_bulk(
     job_type: str | None = None,
     batch: int = DEFAULT_BATCH,
 ) -> AsyncIterator[int]:
-    """Queue again every job of ``status`` (failed or cancelled), optionally of one type,
-    in batches; yields how many each batch retried."""
+    """Queue again every job of ``status`` (failed or cancelled) that had finished when the
+    operation began, optionally of one type, in batches; yields how many each batch retried.
+    Raises InvalidJob at once for another status."""
     if status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise InvalidJob("only failed or cancelled jobs can be retried")
-    while entries := await store.retry_jobs_in_bulk(status, job_type, batch):
-        await index.add_jobs(entries)
-        yield len(entries)
+
+    async def batches() -> AsyncIterator[int]:
+        started = await store.server_now()
+        while entries := await store.retry_jobs_in_bulk(status, job_type, batch, started):
+            try:
+                await index.add_jobs(entries)
+            except BackendUnavailable as exc:  # committed in Postgres: the reconciler indexes
+                log.warning(
+                    "retried jobs not indexed; the reconciler will",
+                    extra={"action": "retry_in_bulk", "error": str(exc)},
+                )
+            yield len(entries)
+
+    return batches()
 
 
-async def delete_finished(
+def delete_finished(
     store: PgStore,
     *,
     older_than: timedelta,
@@ -75,27 +90,33 @@ async def delete_finished(
 ) -> AsyncIterator[int]:
     """Delete jobs of ``statuses`` (terminal ones only) that finished more than
     ``older_than`` ago, in batches; yields how many each batch deleted. Stops after
-    ``limit`` rows when given (the reconciler bounds each run this way)."""
+    ``limit`` rows when given (the reconciler bounds each run this way). Raises InvalidJob at
+    once for a non-terminal status or a non-positive age."""
     terminal = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
     if not statuses or not set(statuses) <= terminal:
         raise InvalidJob("only succeeded, failed or cancelled jobs can be deleted")
     if older_than <= timedelta(0):
         raise InvalidJob("older_than must be positive")
-    cutoff = datetime.now(UTC) - older_than
-    before_id = uuid7_floor(int(cutoff.timestamp() * 1000))
-    after_id = uuid.UUID(int=0)
-    deleted = 0
-    while limit is None or deleted < limit:
-        size = batch if limit is None else min(batch, limit - deleted)
-        ids = await store.delete_finished_jobs(
-            before_id=before_id,
-            finished_before=cutoff,
-            after_id=after_id,
-            statuses=list(statuses),
-            limit=size,
-        )
-        if not ids:
-            return
-        after_id = ids[-1]
-        deleted += len(ids)
-        yield len(ids)
+
+    async def batches() -> AsyncIterator[int]:
+        # The cut-off by Postgres' clock: finished_at was written by it.
+        cutoff = await store.server_now() - older_than
+        before_id = uuid7_floor(int(cutoff.timestamp() * 1000))
+        after_id = uuid.UUID(int=0)
+        deleted = 0
+        while limit is None or deleted < limit:
+            size = batch if limit is None else min(batch, limit - deleted)
+            ids = await store.delete_finished_jobs(
+                before_id=before_id,
+                finished_before=cutoff,
+                after_id=after_id,
+                statuses=list(statuses),
+                limit=size,
+            )
+            if not ids:
+                return
+            after_id = ids[-1]
+            deleted += len(ids)
+            yield len(ids)
+
+    return batches()

@@ -240,10 +240,12 @@ class PgStore:
         return {r["job_type"]: r["oldest_due"] for r in rows}
 
     async def retry_jobs_in_bulk(
-        self, status: str, job_type: str | None, limit: int
+        self, status: str, job_type: str | None, limit: int, finished_by: datetime
     ) -> list[IndexEntry]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.retry_jobs_in_bulk, status, job_type, limit)
+            rows = await self.pool.fetch(
+                Q.retry_jobs_in_bulk, status, job_type, limit, finished_by
+            )
         return [_index_entry(r) for r in rows]
 
     async def delete_finished_jobs(
@@ -411,7 +413,9 @@ class PgStore:
                     try:
                         await conn.fetchval(Q.reconcile_unlock)
                     except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
-                        conn.terminate()  # a session that may still hold the lock must go
+                        # a session that may still hold the lock must go (unless already gone)
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()
         finally:
             await self.pool.release(conn)
 
@@ -435,10 +439,17 @@ class PgStore:
                 try:
                     await conn.remove_listener(channel, callback)
                 except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
-                    conn.terminate()  # never hand a connection that still LISTENs to the pool
+                    # never hand a connection that still LISTENs to the pool
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
         finally:
             with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self.pool.release(conn)
+
+    async def server_now(self) -> datetime:
+        async with translate_errors():
+            value: datetime = await self.pool.fetchval("SELECT now()")
+        return value
 
     async def server_time_ms(self) -> float:
         async with translate_errors():

@@ -231,14 +231,16 @@ GROUP BY job_type;
 SELECT 1;
 
 -- name: retry_jobs_in_bulk
--- Up to $3 jobs of status $1 (failed or cancelled), of type $2 or any, queued again now with
--- a fresh allowance of retries (as retry_job). One bounded batch; call until it returns none.
+-- Up to $3 jobs of status $1 (failed or cancelled), of type $2 or any, that finished by $4,
+-- queued again now with a fresh allowance of retries (as retry_job). One bounded batch; call
+-- until it returns none. The $4 cut-off (the operation's start) keeps a job that fails again
+-- during the operation from being retried twice, and the operation finite.
 UPDATE jobs AS j
 SET status = 'queued', scheduled_for = date_trunc('milliseconds', now()),
     finished_at = NULL, max_retries = j.max_retries + j.attempts
 FROM (
     SELECT id FROM jobs
-    WHERE status = $1 AND ($2::text IS NULL OR job_type = $2)
+    WHERE status = $1 AND ($2::text IS NULL OR job_type = $2) AND finished_at <= $4
     ORDER BY id
     LIMIT $3
     FOR UPDATE SKIP LOCKED

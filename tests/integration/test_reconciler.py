@@ -583,7 +583,9 @@ async def test_reconcile_cli_once_prints_one_json_line_of_counts(queue: Queue) -
     await unindex(queue, job)
 
     proc = subprocess.run(
-        [sys.executable, "-m", "queue_core", "reconcile", "--once"],
+        # a handlers module without periodic jobs: this run must only repair
+        [sys.executable, "-m", "queue_core", "reconcile", "--once",
+         "--handlers", "tests.support.recording"],
         env=worker_env(queue.settings, Path("/dev/null")), cwd=REPO,
         capture_output=True, text=True, timeout=60,
     )

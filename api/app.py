@@ -3,6 +3,7 @@ the lifespan opens the asyncpg pool and the Redis client and closes them on shut
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,12 +17,24 @@ from queue_core.redis_index import RedisIndex, create_client
 
 from .auth import TokenVerifier
 from .backend import ApiBackend
+from .dashboard import build_dashboard_router
 from .errors import install_error_handlers
 from .limits import BodySizeLimit, RateLimiter
 from .routes import build_router
 from .schemas import job_create_model
 
 API_VERSION = "1"
+
+
+def _dashboard_secret(settings: Settings) -> bytes:
+    """The key of the dashboard's CSRF tokens. Every replica of the API must use the same
+    one (a form rendered by one may be posted to another): HYBRIDQ_API_SESSION_SECRET, or
+    else one derived from the token configuration, which replicas share and clients never
+    see."""
+    if settings.api_session_secret:
+        return hashlib.sha256(settings.api_session_secret.encode()).digest()
+    material = "\n".join(["hybridq-dashboard-csrf", *sorted(settings.api_tokens)])
+    return hashlib.sha256(material.encode()).digest()
 
 
 def create_app(
@@ -77,4 +90,5 @@ def create_app(
     app.include_router(
         build_router(job_create_model(contracts, settings.api_max_input_bytes), settings, verifier)
     )
+    app.include_router(build_dashboard_router(verifier, csrf_secret=_dashboard_secret(settings)))
     return app

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         "'<sha256 hex>:user:<user_id>' or '<sha256 hex>:admin' (JSON list in the env). "
         "`hybridq token new` prints a token and its entry.",
     )
+    api_session_secret: str | None = Field(
+        None,
+        description="Key of the dashboard's CSRF tokens, shared by every API replica "
+        "(default: derived from api_tokens, which replicas share).",
+    )
     api_max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Larger request bodies get 413 before they are parsed."
     )

@@ -86,7 +86,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
-    install_error_handlers(app)
+    install_error_handlers(app, frozenset(c.job_type for c in contracts))
     app.include_router(
         build_router(job_create_model(contracts, settings.api_max_input_bytes), settings, verifier)
     )

@@ -40,7 +40,6 @@ from .dashboard_views import (
     pretty_json,
     type_rows,
 )
-from .limits import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +138,8 @@ def build_dashboard_router(
             async def guarded(request: Request) -> Response:
                 try:
                     return await handler(request)
-                except BodyTooLarge:
-                    raise  # the size-limit middleware answers 413
-                except Exception as exc:
-                    return error_page(exc)
+                except Exception as exc:  # an over-size body lands here too, after the
+                    return error_page(exc)  # size-limit middleware already sent its 413
 
             return guarded
 

@@ -54,36 +54,26 @@ _QUEUE_ERRORS: list[tuple[type[QueueError], int, str]] = [
 ]
 
 
-def _field_of(err: Any) -> str:
-    """The field an error is about, as a client would name it."""
+def _field_of(err: Any, job_types: frozenset[str]) -> str:
+    """The field an error is about, as the client would name it: no "body"/"query" prefix,
+    and without the job_type tag a discriminated union puts in the location
+    ("email_processing.input.x" is "input.x" to the client that sent that job_type)."""
     kind = err.get("type", "")
     if kind == "json_invalid":
         return "body"
     if kind.startswith("union_tag"):  # unknown or missing job_type
         return "job_type"
-    parts = [str(p) for p in err.get("loc", ()) if p != "body"]
-    # A discriminated union puts the job_type tag first: "email_processing.input.x" is
-    # "input.x" to the client who sent that job_type.
-    for i in range(len(parts) - 1):
-        if parts[i + 1] in _BODY_FIELDS and parts[i] not in _BODY_FIELDS:
-            del parts[i]
-            break
+    parts = [str(p) for p in err.get("loc", ())]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    if parts and parts[0] in job_types:
+        parts = parts[1:]
+    elif len(parts) >= 3 and parts[0] == "jobs" and parts[2] in job_types:
+        del parts[2]
     return ".".join(parts) or "body"
 
 
-_BODY_FIELDS = {
-    "job_type",
-    "input",
-    "priority",
-    "max_retries",
-    "scheduled_for",
-    "delay_seconds",
-    "user_id",
-    "jobs",
-}
-
-
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, job_types: frozenset[str]) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -91,7 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"field": _field_of(err), "message": str(err.get("msg", ""))}
+            {"field": _field_of(err, job_types), "message": str(err.get("msg", ""))}
             for err in exc.errors()[:20]
         ]
         first = details[0] if details else {"field": "body", "message": "invalid request"}

@@ -17,10 +17,6 @@ from queue_core.redis_index import lua_script
 log = logging.getLogger(__name__)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """Rejects a request whose Content-Length, or whose streamed body, exceeds ``max_bytes``."""
 
@@ -37,27 +33,29 @@ class BodySizeLimit:
             await _send_413(send, self.max_bytes)
             return
         seen = 0
-        started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            # Once the body is too large, answer 413 here and tell the app the client went
+            # away: raising instead would reach the app's body parser, which reports any
+            # error while reading as a 400.
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    rejected = True
+                    await _send_413(send, self.max_bytes)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:  # the 413 is the response; drop whatever the app says after it
+                await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _send_413(send, self.max_bytes)
+        await self.app(scope, limited_receive, guarded_send)
 
 
 async def _send_413(send: Send, max_bytes: int) -> None:
@@ -91,7 +89,6 @@ class RateLimiter:
         """0.0 when allowed, else the seconds to wait before ``cost`` tokens are available."""
         if self.rate <= 0:
             return 0.0
-        cost = min(cost, self.burst)  # a batch larger than the bucket would wait forever
         key = f"{{{self._namespace}:rate}}:{user_key}"
         try:
             reply: Any = await self._script(

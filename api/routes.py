@@ -66,7 +66,16 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         return requested if caller.admin else caller.user_id
 
     async def rate_limit(b: ApiBackend, caller: Principal, cost: int) -> None:
-        wait = await b.limiter.take(caller.user_id or "admin", cost)
+        if cost > b.limiter.burst and b.limiter.rate > 0:
+            raise ApiError(
+                422,
+                "batch_too_large",
+                f"jobs: a batch of {cost} exceeds the enqueue burst of {b.limiter.burst}; "
+                "send smaller batches",
+            )
+        # Admins share one bucket, apart from every user's (no user id can collide with it).
+        bucket = "admin" if caller.admin else f"user:{caller.user_id}"
+        wait = await b.limiter.take(bucket, cost)
         if wait > 0:
             raise ApiError(
                 429,
@@ -86,6 +95,7 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         body: Annotated[job_create, Body()],
         b: Backend,
         caller: Caller,
+        request: Request,
         response: Response,
         idempotency_key: Annotated[
             str | None, Header(min_length=1, max_length=200, alias="Idempotency-Key")
@@ -94,12 +104,11 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         """Enqueue one job. With an Idempotency-Key, the same key and body return the same
         job (200); the same key with a different body is a 409."""
         await rate_limit(b, caller, 1)
-        spec = _spec(body, owner_for(caller, body.user_id))
+        raw = await request.json()
+        spec = _spec(body, owner_for(caller, body.user_id), raw["input"])
         if idempotency_key is None:
             return JobOut.of(await b.service.create(**spec))
-        fingerprint = hashlib.sha256(
-            json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
-        ).hexdigest()
+        fingerprint = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
         job, created = await b.service.create_once(
             **spec, idempotency_key=idempotency_key, fingerprint=fingerprint
         )
@@ -112,11 +121,16 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         body: Annotated[batch_model, Body()],
         b: Backend,
         caller: Caller,
+        request: Request,
     ) -> BatchOut:
         """Enqueue up to HYBRIDQ_API_BATCH_MAX jobs in one round trip per store; all or none."""
         items: list[Any] = getattr(body, "jobs")  # noqa: B009 (a model built at runtime)
         await rate_limit(b, caller, len(items))
-        specs = [_spec(item, owner_for(caller, item.user_id)) for item in items]
+        raw = (await request.json())["jobs"]
+        specs = [
+            _spec(item, owner_for(caller, item.user_id), sent["input"])
+            for item, sent in zip(items, raw, strict=True)
+        ]
         return BatchOut(jobs=[JobOut.of(j) for j in await b.service.create_many(specs)])
 
     @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
@@ -215,15 +229,14 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
     return router
 
 
-def _spec(body: BaseModel, user_id: str | None) -> dict[str, Any]:
-    """create() keyword arguments from a validated request."""
+def _spec(body: BaseModel, user_id: str | None, sent_input: Any) -> dict[str, Any]:
+    """create() keyword arguments from a validated request. The input is stored as the
+    client sent it (the model only validated it): keys the contract does not declare yet
+    reach newer workers, and no defaults are filled in, as with JobService.create()."""
     data: Any = body
-    raw_input = data.input
     return {
         "job_type": data.job_type,
-        "input": raw_input.model_dump(mode="json")
-        if isinstance(raw_input, BaseModel)
-        else raw_input,
+        "input": sent_input,
         "user_id": user_id,
         "priority": data.priority,
         "max_retries": data.max_retries,

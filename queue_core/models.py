@@ -84,9 +84,22 @@ def encode_input(value: Any) -> str:
     if not isinstance(value, dict):
         raise InvalidJob(f"input must be a JSON object (a dict), got {type(value).__name__}")
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"input is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text and _contains_nul(value):
+        raise InvalidJob("input must not contain NUL characters (\\u0000): JSONB cannot store them")
+    return text
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
 
 
 def encode_output(value: Any) -> str | None:
@@ -117,6 +130,8 @@ def _validate_user_id(user_id: Any) -> str | None:
         return None
     if not isinstance(user_id, str) or not 0 < len(user_id) <= USER_ID_MAX_LENGTH:
         raise InvalidJob(f"user_id must be a string of 1..{USER_ID_MAX_LENGTH} characters")
+    if "\x00" in user_id:
+        raise InvalidJob("user_id must not contain NUL characters")
     return user_id
 
 

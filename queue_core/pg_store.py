@@ -243,9 +243,7 @@ class PgStore:
         self, status: str, job_type: str | None, limit: int, finished_by: datetime
     ) -> list[IndexEntry]:
         async with translate_errors():
-            rows = await self.pool.fetch(
-                Q.retry_jobs_in_bulk, status, job_type, limit, finished_by
-            )
+            rows = await self.pool.fetch(Q.retry_jobs_in_bulk, status, job_type, limit, finished_by)
         return [_index_entry(r) for r in rows]
 
     async def delete_finished_jobs(

@@ -23,6 +23,8 @@ from .ports import ClaimedIds, IndexEntry
 
 log = logging.getLogger(__name__)
 
+REDIS_TIMEOUT_SECONDS = 3.0
+"""Longest wait for one Redis reply before the call fails as BackendUnavailable."""
 PROMOTE_LIMIT = 1000
 """Due scheduled jobs moved to the ready set per claim call at most (bounds script time)."""
 
@@ -42,7 +44,13 @@ async def translate_errors() -> AsyncIterator[None]:
 def create_client(url: str) -> aioredis.Redis:
     # Members are raw 16-byte ids: replies must stay bytes.
     return aioredis.Redis.from_url(
-        url, decode_responses=False, socket_connect_timeout=2.0, health_check_interval=10
+        url,
+        decode_responses=False,
+        socket_connect_timeout=2.0,
+        # A Redis that accepts connections but never answers must cost seconds, not hang
+        # an enqueue or a claim forever.
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        health_check_interval=10,
     )
 
 
@@ -165,7 +173,9 @@ class WakeListener:
                 delay = 0.1
                 self._event.set()
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    # Short waits, not timeout=None: a read must return before the client's
+                    # socket_timeout turns an idle channel into an error.
+                    message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._event.set()
             except (RedisError, ConnectionError, OSError) as exc:

@@ -191,8 +191,11 @@ class JobRunnerService:
         except TimeoutError:
             log.error(
                 "outcomes not written before exit; those jobs will run again",
-                extra={"action": "flush_outcomes", "pending": len(self._outcomes),
-                       "worker_id": self.worker_id},
+                extra={
+                    "action": "flush_outcomes",
+                    "pending": len(self._outcomes),
+                    "worker_id": self.worker_id,
+                },
             )
 
     async def _sync_clock(self) -> None:

@@ -113,8 +113,12 @@ class JobService:
         A repeat of the same request returns the first job with created=False; a different
         request under a used key raises DuplicateJob. ``fingerprint`` identifies "the same
         request" (default: a hash of these arguments)."""
-        if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200:
-            raise InvalidJob("idempotency_key must be a string of 1..200 characters")
+        if (
+            not isinstance(idempotency_key, str)
+            or not 0 < len(idempotency_key) <= 200
+            or "\x00" in idempotency_key
+        ):
+            raise InvalidJob("idempotency_key must be 1..200 characters, without NUL")
         new = self._validated(job_type, input, user_id, priority, max_retries, scheduled_for)
         fingerprint = fingerprint or _fingerprint(new)
         job = await self.store.insert_job_once(new, idempotency_key, fingerprint)

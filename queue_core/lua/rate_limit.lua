@@ -4,7 +4,8 @@
 -- ARGV[1]  refill rate, tokens per second
 -- ARGV[2]  bucket size (burst)
 -- ARGV[3]  now, ms since the Unix epoch (the API process's clock)
--- ARGV[4]  cost: how many tokens this request takes (jobs enqueued), at most the burst
+-- ARGV[4]  cost: how many tokens this request takes (jobs enqueued); the caller rejects a
+--          cost above the burst, which no wait could ever satisfy
 --
 -- Returns { 1, 0 } when taken; { 0, ms } when the caller must wait ms before retrying.
 -- The key expires once the bucket would be full again, so idle users cost no memory.

@@ -1,0 +1,176 @@
+"""The admin dashboard through httpx: the cookie session, CSRF, escaping, HTML error pages.
+What a real browser does with it (clicks, the JS refresh) is in tests/browser."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+
+from api.dashboard import COOKIE
+
+from .conftest import DEAD_DATABASE_URL, TOKENS, ClientFactory, auth, email_job
+
+HOSTILE = '<script>alert("x")</script>'
+
+
+async def login(client: httpx.AsyncClient, who: str = "admin") -> httpx.Response:
+    return await client.post("/dashboard/login", data={"token": TOKENS[who]})
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+async def failed_job(
+    client: httpx.AsyncClient, db: asyncpg.Connection, error: str = "boom", **fields: Any
+) -> str:
+    created = await client.post("/jobs", json=email_job(**fields), headers=auth("admin"))
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    await db.execute(
+        "UPDATE jobs SET status = 'failed', attempts = 1, last_error = $2, finished_at = now()"
+        " WHERE id = $1",
+        uuid.UUID(job_id),
+        error,
+    )
+    return str(job_id)
+
+
+def assert_html_page(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert "Traceback" not in response.text
+
+
+async def test_dashboard_without_session_shows_the_login_form(client: httpx.AsyncClient) -> None:
+    for path in ("/dashboard", "/dashboard/failures", f"/dashboard/jobs/{uuid.uuid4()}"):
+        response = await client.get(path)
+        assert_html_page(response, 401)
+        assert 'action="/dashboard/login"' in response.text
+    fragment = await client.get("/dashboard/stats")
+    assert fragment.status_code == 401 and fragment.text == ""
+
+
+async def test_dashboard_login_refuses_a_user_token_and_a_bad_one(
+    client: httpx.AsyncClient,
+) -> None:
+    for token in (TOKENS["alice"], "hq_not-a-token", ""):
+        response = await client.post("/dashboard/login", data={"token": token})
+        assert_html_page(response, 401)
+        assert "not an admin token" in response.text
+        assert "set-cookie" not in response.headers
+    client.cookies.set(COOKIE, TOKENS["alice"], path="/dashboard")
+    assert_html_page(await client.get("/dashboard"), 401)
+
+
+async def test_dashboard_login_sets_an_httponly_strict_cookie_scoped_to_the_dashboard(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await login(client)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/dashboard" in cookie
+    page = await client.get("/dashboard")
+    assert_html_page(page, 200)
+    assert "Queues" in page.text
+
+
+async def test_dashboard_actions_need_the_csrf_token_of_the_session(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    job_id = await failed_job(client, db)
+    await login(client)
+    csrf = csrf_of(await client.get("/dashboard"))
+    for data in ({}, {"csrf": "0" * 64}, {"csrf": "é"}):
+        response = await client.post(f"/dashboard/jobs/{job_id}/retry", data=data)
+        assert_html_page(response, 403)
+    assert await db.fetchval("SELECT status FROM jobs WHERE id = $1", uuid.UUID(job_id)) == "failed"
+    client.cookies.clear()
+    no_cookie = await client.post(f"/dashboard/jobs/{job_id}/retry", data={"csrf": csrf})
+    assert_html_page(no_cookie, 403)
+    await login(client)
+    done = await client.post(f"/dashboard/jobs/{job_id}/retry", data={"csrf": csrf})
+    assert done.status_code == 303, done.text
+    assert await db.fetchval("SELECT status FROM jobs WHERE id = $1", uuid.UUID(job_id)) == "queued"
+
+
+async def test_dashboard_escapes_job_data(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    job_id = await failed_job(client, db, error=HOSTILE, message_id=HOSTILE)
+    await login(client)
+    for path in ("/dashboard", "/dashboard/failures", f"/dashboard/jobs/{job_id}"):
+        page = await client.get(path)
+        assert_html_page(page, 200)
+        assert HOSTILE not in page.text
+        assert "&lt;script&gt;" in page.text
+
+
+async def test_dashboard_unknown_or_malformed_job_id_is_an_html_404(
+    client: httpx.AsyncClient,
+) -> None:
+    await login(client)
+    for job_id in ("not-a-uuid", str(uuid.uuid4()), "%3Cb%3E"):
+        assert_html_page(await client.get(f"/dashboard/jobs/{job_id}"), 404)
+    assert_html_page(await client.get("/dashboard/nowhere"), 404)
+
+
+async def test_dashboard_retry_of_a_queued_job_is_an_html_409(client: httpx.AsyncClient) -> None:
+    created = await client.post("/jobs", json=email_job(), headers=auth("admin"))
+    await login(client)
+    csrf = csrf_of(await client.get("/dashboard"))
+    response = await client.post(
+        f"/dashboard/jobs/{created.json()['id']}/retry", data={"csrf": csrf}
+    )
+    assert_html_page(response, 409)
+    assert "it is queued" in response.text
+
+
+async def test_dashboard_bulk_retry_requeues_the_failed_jobs_of_one_type(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    ids = [await failed_job(client, db, message_id=f"m-{i}") for i in range(3)]
+    await login(client)
+    csrf = csrf_of(await client.get("/dashboard"))
+    response = await client.post(
+        "/dashboard/failures/retry", data={"csrf": csrf, "job_type": "email_processing"}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard/failures?job_type=email_processing&retried=3"
+    statuses = await db.fetch(
+        "SELECT status FROM jobs WHERE id = ANY($1)", [uuid.UUID(i) for i in ids]
+    )
+    assert {r["status"] for r in statuses} == {"queued"}
+    page = await client.get(response.headers["location"])
+    assert "3 failed email_processing jobs queued again." in page.text
+
+
+async def test_dashboard_with_postgres_down_is_an_html_503(make_client: ClientFactory) -> None:
+    async with make_client(database_url=DEAD_DATABASE_URL) as client:
+        await login(client)
+        response = await client.get("/dashboard")
+        assert_html_page(response, 503)
+        assert "postgres is unreachable" in response.text
+
+
+async def test_dashboard_is_not_in_the_openapi_schema(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert not [p for p in paths if p.startswith("/dashboard")]
+
+
+async def test_dashboard_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(2048):
+            yield b"token=" + b"x" * 1024
+
+    response = await client.post("/dashboard/login", content=chunks())
+    assert response.status_code == 413, response.text

@@ -1,0 +1,41 @@
+"""The README is what a new user reads first: every setting, command and job type it must
+name is checked here against the code, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from handlers import JOB_TYPES
+from queue_core.cli import build_parser
+from queue_core.settings import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def env_name(field: str) -> str:
+    return {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}.get(
+        field, f"HYBRIDQ_{field.upper()}"
+    )
+
+
+def test_readme_documents_every_setting() -> None:
+    missing = [env_name(f) for f in Settings.model_fields if f"`{env_name(f)}`" not in README]
+    assert not missing, f"settings missing from the README's configuration table: {missing}"
+
+
+def test_readme_documents_every_command() -> None:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    commands = sorted(sub.choices)  # type: ignore[arg-type]
+    missing = [c for c in commands if f"hybridq {c}" not in README]
+    assert not missing, f"commands missing from the README: {missing}"
+
+
+def test_readme_contract_table_names_every_example_job_type() -> None:
+    assert all(f"`{job_type}`" in README for job_type in JOB_TYPES)
+
+
+def test_readme_sections_a_new_user_needs() -> None:
+    for heading in ("## The two commands", "## The HTTP API", "## Guarantees",
+                    "## Configuration", "## Dependencies and why"):
+        assert heading in README
+    assert "make up" in README and "make test" in README

@@ -99,7 +99,7 @@ async def index_committed_jobs(store: PgStore, index: ReadyIndex, namespace: str
                 # costs nothing and needs no callback plumbing.
                 while not is_closed():  # noqa: ASYNC110
                     await asyncio.sleep(0.5)
-        except BackendUnavailable as exc:
+        except Exception as exc:  # BackendUnavailable, or anything else: listen again
             log.debug(
                 "listen connection lost",
                 extra={"action": "index_committed_jobs", "error": str(exc)},

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import traceback
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +37,9 @@ class Outcome:
     delay_seconds: float = 0.0
 
 
-async def execute(registered: JobContract, job: Job, policy: RetryPolicy) -> Outcome:
-    attempt = Attempt(id=uuid.UUID(job["id"]), attempt=job["attempts"])
+async def execute(
+    registered: JobContract, job: Job, attempt: Attempt, policy: RetryPolicy
+) -> Outcome:
 
     def failure(error: str, *, permanent: bool = False) -> Outcome:
         if not permanent and policy.should_retry(job["attempts"], job["max_retries"]):

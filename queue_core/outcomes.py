@@ -70,7 +70,12 @@ class OutcomeBuffer:
                 await asyncio.wait_for(self._full.wait(), self._interval)
             except TimeoutError:
                 pass
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # results must keep flowing: log, wait, write them again
+                log.exception("writing outcomes failed unexpectedly; retrying",
+                              extra={"action": "flush_outcomes", "pending": len(self._pending)})
+                await asyncio.sleep(1.0)
 
     async def flush(self) -> None:
         """Write everything pending, retrying while Postgres is unreachable. Each kind is
@@ -102,14 +107,14 @@ class OutcomeBuffer:
         """One fenced statement for the group; returns the ids it wrote."""
         if kind is OutcomeKind.SUCCEEDED:
             return await self._store.complete_jobs(
-                [(o.attempt, o.output_json) for o in group], self._owner
+                [(o.attempt, o.output_json) for o in group]
             )
         if kind is OutcomeKind.FAILED:
             return await self._store.fail_jobs(
-                [(o.attempt, o.error or "") for o in group], self._owner
+                [(o.attempt, o.error or "") for o in group]
             )
         entries = await self._store.retry_jobs(
-            [(o.attempt, o.error or "", o.delay_seconds) for o in group], self._owner
+            [(o.attempt, o.error or "", o.delay_seconds) for o in group]
         )
         try:
             await self._index.add_jobs(entries)

@@ -27,6 +27,9 @@ _AFTER_EVERY_UUID = uuid.UUID(int=(1 << 128) - 1)
 
 _CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
+    # asyncpg raises this when a pooled connection the server just terminated is reused
+    # (MagicStack/asyncpg#1069): the connection is broken, not the statement.
+    asyncpg.InternalClientError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
@@ -34,6 +37,12 @@ _CONNECTION_ERRORS = (
     ConnectionError,
     OSError,
     TimeoutError,
+)
+
+
+_RETRYABLE_ERRORS = (
+    *_CONNECTION_ERRORS,
+    asyncpg.TransactionRollbackError,  # SQLSTATE class 40: deadlock, serialization failure
 )
 
 
@@ -47,7 +56,9 @@ async def translate_errors() -> AsyncIterator[None]:
         raise InvalidJob(f"rejected by the jobs table: {exc}") from exc
     except asyncpg.DataError as exc:
         raise InvalidJob(f"rejected by PostgreSQL: {exc}") from exc
-    except _CONNECTION_ERRORS as exc:
+    except _RETRYABLE_ERRORS as exc:
+        # A lost or broken connection, a deadlock, a serialization failure: nothing was
+        # written, and the same statement may succeed when tried again.
         raise BackendUnavailable("postgres", f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -99,6 +110,12 @@ def job_from_record(record: asyncpg.Record) -> Job:
     job = dict(record)
     job["id"] = str(job["id"])
     return job
+
+
+def _by_id(item: tuple[Any, ...]) -> uuid.UUID:
+    """Batched writes lock their rows in id order (see queries.sql: no deadlocks)."""
+    attempt: Attempt = item[0]
+    return attempt.id
 
 
 def new_job_row(job: NewJob, inserted: asyncpg.Record) -> Job:
@@ -294,22 +311,20 @@ class PgStore:
             rows = await self.pool.fetch(Q.find_queued_jobs, list(ids))
         return [_index_entry(r) for r in rows]
 
-    async def complete_jobs(
-        self, results: Sequence[tuple[Attempt, str | None]], owner: str
-    ) -> set[uuid.UUID]:
+    async def complete_jobs(self, results: Sequence[tuple[Attempt, str | None]]) -> set[uuid.UUID]:
+        results = sorted(results, key=_by_id)
         async with translate_errors():
             rows = await self.pool.fetch(
                 Q.complete_jobs,
                 [a.id for a, _ in results],
                 [a.attempt for a, _ in results],
                 [output for _, output in results],
-                owner,
+                [a.owner for a, _ in results],
             )
         return {r["id"] for r in rows}
 
-    async def retry_jobs(
-        self, failures: Sequence[tuple[Attempt, str, float]], owner: str
-    ) -> list[IndexEntry]:
+    async def retry_jobs(self, failures: Sequence[tuple[Attempt, str, float]]) -> list[IndexEntry]:
+        failures = sorted(failures, key=_by_id)
         async with translate_errors():
             rows = await self.pool.fetch(
                 Q.retry_jobs,
@@ -317,40 +332,44 @@ class PgStore:
                 [a.attempt for a, _, _ in failures],
                 [error for _, error, _ in failures],
                 [delay for _, _, delay in failures],
-                owner,
+                [a.owner for a, _, _ in failures],
             )
         return [_index_entry(r) for r in rows]
 
-    async def fail_jobs(
-        self, failures: Sequence[tuple[Attempt, str]], owner: str
-    ) -> set[uuid.UUID]:
+    async def fail_jobs(self, failures: Sequence[tuple[Attempt, str]]) -> set[uuid.UUID]:
+        failures = sorted(failures, key=_by_id)
         async with translate_errors():
             rows = await self.pool.fetch(
                 Q.fail_jobs,
                 [a.id for a, _ in failures],
                 [a.attempt for a, _ in failures],
                 [error for _, error in failures],
-                owner,
+                [a.owner for a, _ in failures],
             )
         return {r["id"] for r in rows}
 
     async def extend_leases(
-        self, attempts: Sequence[Attempt], owner: str, lease_seconds: float
+        self, attempts: Sequence[Attempt], lease_seconds: float
     ) -> set[uuid.UUID]:
+        attempts = sorted(attempts, key=lambda a: a.id)
         async with translate_errors():
             rows = await self.claim_pool.fetch(
                 Q.extend_leases,
                 [a.id for a in attempts],
                 [a.attempt for a in attempts],
                 lease_seconds,
-                owner,
+                [a.owner for a in attempts],
             )
         return {r["id"] for r in rows}
 
-    async def release_jobs(self, attempts: Sequence[Attempt], owner: str) -> list[IndexEntry]:
+    async def release_jobs(self, attempts: Sequence[Attempt]) -> list[IndexEntry]:
+        attempts = sorted(attempts, key=lambda a: a.id)
         async with translate_errors():
             rows = await self.pool.fetch(
-                Q.release_jobs, [a.id for a in attempts], [a.attempt for a in attempts], owner
+                Q.release_jobs,
+                [a.id for a in attempts],
+                [a.attempt for a in attempts],
+                [a.owner for a in attempts],
             )
         return [_index_entry(r) for r in rows]
 

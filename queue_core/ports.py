@@ -32,10 +32,12 @@ class IndexEntry:
 
 @dataclass(frozen=True)
 class Attempt:
-    """The fence of one running attempt: who holds it and which attempt it is."""
+    """The fence of one running attempt: which job, which attempt, and the lease owner of
+    the claim that started it (unique per claim, see queries.sql)."""
 
     id: uuid.UUID
     attempt: int
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -70,18 +72,16 @@ class JobStore(Protocol):
     ) -> list[Job]: ...
     async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]: ...
     async def complete_jobs(
-        self, results: Sequence[tuple[Attempt, str | None]], owner: str
+        self, results: Sequence[tuple[Attempt, str | None]]
     ) -> set[uuid.UUID]: ...
     async def retry_jobs(
-        self, failures: Sequence[tuple[Attempt, str, float]], owner: str
+        self, failures: Sequence[tuple[Attempt, str, float]]
     ) -> list[IndexEntry]: ...
-    async def fail_jobs(
-        self, failures: Sequence[tuple[Attempt, str]], owner: str
-    ) -> set[uuid.UUID]: ...
+    async def fail_jobs(self, failures: Sequence[tuple[Attempt, str]]) -> set[uuid.UUID]: ...
     async def extend_leases(
-        self, attempts: Sequence[Attempt], owner: str, lease_seconds: float
+        self, attempts: Sequence[Attempt], lease_seconds: float
     ) -> set[uuid.UUID]: ...
-    async def release_jobs(self, attempts: Sequence[Attempt], owner: str) -> list[IndexEntry]: ...
+    async def release_jobs(self, attempts: Sequence[Attempt]) -> list[IndexEntry]: ...
     async def cancel_job(self, job_id: uuid.UUID) -> Job | None: ...
     async def retry_job(self, job_id: uuid.UUID) -> Job | None: ...
     async def claim_jobs_from_postgres(

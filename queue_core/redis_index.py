@@ -178,7 +178,7 @@ class WakeListener:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._event.set()
-            except (RedisError, ConnectionError, OSError) as exc:
+            except Exception as exc:  # lost Redis, or anything else: subscribe again
                 log.debug(
                     "wake listener lost redis", extra={"action": "wake_listener", "error": str(exc)}
                 )

@@ -82,6 +82,7 @@ class JobRunnerService:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._round_robin = 0
+        self._claims = 0  # numbers this worker's claims (see _next_lease_owner)
         self._postgres_until: dict[str, float] = {}  # job type -> monotonic time to retry Redis
         self._degraded: set[str] = set()  # types claimed from Postgres now (logged once)
         self._rebuilding: set[str] = set()
@@ -230,6 +231,13 @@ class JobRunnerService:
                 await self._wait(self._stopping, backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            except Exception:
+                # A bug or an error no adapter translated: the worker must keep serving the
+                # jobs it holds, so log it loudly and try again, never die mid-run.
+                log.exception("claim failed unexpectedly; backing off",
+                              extra={"action": "claim_jobs", "worker_id": self.worker_id})
+                await self._wait(self._stopping, 1.0)
+                continue
             backoff = 0.05
             if started >= free or wait_ms == 0:
                 continue
@@ -295,7 +303,7 @@ class JobRunnerService:
 
     async def _claim_from_postgres(self, job_type: str, want: int) -> tuple[int, int]:
         jobs = await self._store.claim_jobs_from_postgres(
-            job_type, want, self.worker_id, self.settings.lease_seconds
+            job_type, want, self._next_lease_owner(), self.settings.lease_seconds
         )
         for job in jobs:
             self._start(job, "postgres")
@@ -347,7 +355,7 @@ class JobRunnerService:
 
     async def _confirm(self, job_type: str, ids: Sequence[uuid.UUID]) -> int:
         jobs = await self._store.claim_jobs(
-            job_type, ids, self.worker_id, self.settings.lease_seconds
+            job_type, ids, self._next_lease_owner(), self.settings.lease_seconds
         )
         by_id = {job["id"]: job for job in jobs}
         for job_id in ids:  # pop order is claim order
@@ -375,12 +383,19 @@ class JobRunnerService:
             with contextlib.suppress(BackendUnavailable):
                 await self._index.add_jobs(entries)
 
+    def _next_lease_owner(self) -> str:
+        """The lease owner of one claim: this worker's id and the claim's number, so that
+        no two claims, even of the same job with the same attempt number (a claim lost in
+        a Postgres crash and made again), share a fence."""
+        self._claims += 1
+        return f"{self.worker_id}/{self._claims}"
+
     def _start(self, job: Job, source: str) -> None:
         if self._metrics is not None:
             self._metrics.claimed.labels(job["job_type"], source).inc()
             waited = (job["started_at"] - job["scheduled_for"]).total_seconds()
             self._metrics.enqueue_to_start_seconds.labels(job["job_type"]).observe(max(waited, 0))
-        attempt = Attempt(uuid.UUID(job["id"]), job["attempts"])
+        attempt = Attempt(uuid.UUID(job["id"]), job["attempts"], job["lease_owner"])
         task = asyncio.create_task(self._run_job(job, attempt))
         self._running[attempt.id] = (attempt, task, job["job_type"])
         self._held[attempt.id] = attempt
@@ -388,7 +403,7 @@ class JobRunnerService:
     async def _run_job(self, job: Job, attempt: Attempt) -> None:
         try:
             started = time.perf_counter()
-            outcome = await execute(self._handlers[job["job_type"]], job, self._policy)
+            outcome = await execute(self._handlers[job["job_type"]], job, attempt, self._policy)
             if self._metrics is not None:
                 self._metrics.handler_seconds.labels(job["job_type"]).observe(
                     time.perf_counter() - started
@@ -408,7 +423,11 @@ class JobRunnerService:
         interval = self.settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            await self.heartbeat()
+            try:
+                await self.heartbeat()
+            except Exception:  # a heartbeat that stopped would let every lease expire
+                log.exception("heartbeat failed unexpectedly", extra={
+                    "action": "extend_leases", "worker_id": self.worker_id})
 
     async def heartbeat(self) -> None:
         """Extend every lease this worker holds in one statement. A job whose lease is gone
@@ -417,9 +436,7 @@ class JobRunnerService:
         if not held:
             return
         try:
-            kept = await self._store.extend_leases(
-                held, self.worker_id, self.settings.lease_seconds
-            )
+            kept = await self._store.extend_leases(held, self.settings.lease_seconds)
         except BackendUnavailable as exc:
             log.warning("heartbeat failed", extra={"action": "extend_leases", "error": str(exc)})
             return
@@ -458,7 +475,7 @@ class JobRunnerService:
         attempts = [a for a, _ in unfinished]
         for _ in range(10):
             try:
-                entries = await self._store.release_jobs(attempts, self.worker_id)
+                entries = await self._store.release_jobs(attempts)
                 break
             except BackendUnavailable:
                 await asyncio.sleep(0.5)

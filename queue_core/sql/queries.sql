@@ -1,7 +1,11 @@
 -- Every statement hybridq runs, by name. Loaded once by queue_core.queries; a test prepares
 -- each against a freshly migrated database so schema drift fails fast.
 -- Fencing: every write after a claim matches id + attempt + lease owner + status 'running';
--- zero rows back means the worker lost the job and its write is discarded.
+-- zero rows back means the worker lost the job and its write is discarded. The lease owner
+-- is unique per claim (worker id + claim number), not per worker: a claim lost in a crash
+-- and made again by the same worker, with the same attempt number, is still told apart.
+-- Batched writes take their rows sorted by id (pg_store), so two of them never lock the
+-- same rows in opposite orders.
 -- Statements that name jobs by id test status with IS NOT DISTINCT FROM: it means "=" here
 -- but matches no partial index, so the primary key is the only way in (see claim_jobs).
 
@@ -56,8 +60,8 @@ WHERE j.status IS NOT DISTINCT FROM 'queued';
 UPDATE jobs AS j
 SET status = 'succeeded', output = r.output::jsonb, finished_at = now(),
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, output)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status IS NOT DISTINCT FROM 'running'
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[]) AS r(id, attempt, output, owner)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
 -- name: retry_jobs
@@ -66,8 +70,9 @@ UPDATE jobs AS j
 SET status = 'queued', last_error = r.error,
     scheduled_for = date_trunc('milliseconds', now() + make_interval(secs => r.delay_s)),
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::float8[]) AS r(id, attempt, error, delay_s)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $5 AND j.status IS NOT DISTINCT FROM 'running'
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::float8[], $5::text[])
+     AS r(id, attempt, error, delay_s, owner)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
 
 -- name: fail_jobs
@@ -75,24 +80,24 @@ RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
 UPDATE jobs AS j
 SET status = 'failed', last_error = r.error, finished_at = now(),
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, error)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status IS NOT DISTINCT FROM 'running'
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[]) AS r(id, attempt, error, owner)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
 -- name: extend_leases
 -- Heartbeat: extend the leases this worker still holds; returns the ids still held.
 UPDATE jobs AS j
 SET lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $4 AND j.status IS NOT DISTINCT FROM 'running'
+FROM unnest($1::uuid[], $2::int[], $4::text[]) AS r(id, attempt, owner)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
 -- name: release_jobs
 -- Shutdown: give unfinished attempts back without counting them (fenced).
 UPDATE jobs AS j
 SET status = 'queued', attempts = j.attempts - 1, lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = $3 AND j.status IS NOT DISTINCT FROM 'running'
+FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, owner)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
 
 -- name: cancel_job

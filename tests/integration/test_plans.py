@@ -43,11 +43,11 @@ def hot_statements(queued: list[uuid.UUID], running: list[uuid.UUID]) -> dict[st
     return {
         "claim_jobs": (queued, "w2", 30.0, "bulk"),
         "find_queued_jobs": (queued,),
-        "complete_jobs": (running, [1] * n, [None] * n, "w"),
-        "fail_jobs": (running, [1] * n, ["e"] * n, "w"),
-        "retry_jobs": (running, [1] * n, ["e"] * n, [1.0] * n, "w"),
-        "extend_leases": (running, [1] * n, 30.0, "w"),
-        "release_jobs": (running, [1] * n, "w"),
+        "complete_jobs": (running, [1] * n, [None] * n, ["w"] * n),
+        "fail_jobs": (running, [1] * n, ["e"] * n, ["w"] * n),
+        "retry_jobs": (running, [1] * n, ["e"] * n, [1.0] * n, ["w"] * n),
+        "extend_leases": (running, [1] * n, 30.0, ["w"] * n),
+        "release_jobs": (running, [1] * n, ["w"] * n),
         "get_job": (queued[0],),
     }
 

@@ -255,14 +255,13 @@ async def test_completion_from_expired_lease_is_rejected(queue: Queue) -> None:
     )
     [second] = await queue.store.claim_jobs("z", [job_id], "fresh", 30)
     assert second["attempts"] == 2
-    assert await queue.store.complete_jobs([(Attempt(job_id, 2), '{"by":"fresh"}')], "fresh") == {
-        job_id
-    }
-    assert (
-        await queue.store.complete_jobs([(Attempt(job_id, 1), '{"by":"zombie"}')], "zombie")
-        == set()
-    )
-    assert await queue.store.fail_jobs([(Attempt(job_id, 1), "zombie")], "zombie") == set()
+    fresh, zombie = Attempt(job_id, 2, "fresh"), Attempt(job_id, 1, "zombie")
+    assert await queue.store.complete_jobs([(fresh, '{"by":"fresh"}')]) == {job_id}
+    assert await queue.store.complete_jobs([(zombie, '{"by":"zombie"}')]) == set()
+    assert await queue.store.fail_jobs([(zombie, "zombie")]) == set()
+    # Same job, same attempt number, same worker, another claim: still fenced out.
+    same_attempt_other_claim = Attempt(job_id, 2, "fresh-but-another-claim")
+    assert await queue.store.fail_jobs([(same_attempt_other_claim, "x")]) == set()
     final = await queue.job_service.get(job["id"])
     assert final["status"] == "succeeded" and final["output"] == {"by": "fresh"}
 

@@ -38,7 +38,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 5000
 """Jobs read from Postgres, or members scanned in Redis, per round trip."""
 
 

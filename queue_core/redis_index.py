@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_SECONDS = 3.0
 """Longest wait for one Redis reply before the call fails as BackendUnavailable."""
+INDEX_CHUNK = 2000
+"""Jobs per index_jobs.lua call at most: Lua's unpack() stops near 8,000 values."""
 PROMOTE_LIMIT = 1000
 """Due scheduled jobs moved to the ready set per claim call at most (bounds script time)."""
 
@@ -61,33 +63,42 @@ class RedisIndex:
         self.client = client
         self.namespace = namespace
         self._claim_ready = client.register_script(lua_script("claim_ready"))
+        self._index_jobs = client.register_script(lua_script("index_jobs"))
 
     def keys_for(self, job_type: str) -> keys.TypeKeys:
         return keys.type_keys(self.namespace, job_type)
 
     async def add_jobs(self, entries: Sequence[IndexEntry]) -> None:
-        """Index jobs and wake the workers of their types, in one round trip."""
+        """Index jobs and wake the workers of their types: one script call per job type
+        (and per INDEX_CHUNK jobs), run concurrently."""
         if not entries:
             return
-        scheduled: dict[str, dict[bytes, int]] = defaultdict(dict)
-        ready: dict[str, dict[bytes, int]] = defaultdict(dict)
+        by_type: dict[str, list[IndexEntry]] = defaultdict(list)
+        for e in entries:
+            by_type[e.job_type].append(e)
+        calls = [
+            self._index_chunk(job_type, chunk[i : i + INDEX_CHUNK])
+            for job_type, chunk in by_type.items()
+            for i in range(0, len(chunk), INDEX_CHUNK)
+        ]
+        async with translate_errors():
+            if len(calls) == 1:
+                await calls[0]
+            else:
+                await asyncio.gather(*calls)
+
+    async def _index_chunk(self, job_type: str, entries: Sequence[IndexEntry]) -> None:
+        k = self.keys_for(job_type)
+        ready: list[int | bytes] = []
+        scheduled: list[int | bytes] = []
         for e in entries:
             if e.deferred:
-                member = keys.scheduled_member(e.id, e.priority)
-                scheduled[e.job_type][member] = keys.due_ms(e.scheduled_for)
+                scheduled += [keys.due_ms(e.scheduled_for), keys.scheduled_member(e.id, e.priority)]
             else:
-                ready[e.job_type][keys.ready_member(e.id)] = keys.ready_score(
-                    e.priority, e.scheduled_for
-                )
-        pipe = self.client.pipeline(transaction=False)
-        for job_type, mapping in scheduled.items():
-            pipe.zadd(self.keys_for(job_type).scheduled, mapping)
-        for job_type, mapping in ready.items():
-            pipe.zadd(self.keys_for(job_type).ready, mapping)
-        for job_type in scheduled.keys() | ready.keys():
-            pipe.publish(self.keys_for(job_type).wake_channel, b"1")
-        async with translate_errors():
-            await pipe.execute()
+                ready += [keys.ready_score(e.priority, e.scheduled_for), keys.ready_member(e.id)]
+        await self._index_jobs(
+            keys=[k.ready, k.scheduled], args=[k.wake_channel, len(ready) // 2, *ready, *scheduled]
+        )
 
     async def claim_ids(self, job_type: str, now_ms: int, count: int) -> ClaimedIds:
         k = self.keys_for(job_type)

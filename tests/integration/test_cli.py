@@ -13,26 +13,8 @@ import pytest
 
 from queue_core import Queue, Settings
 from tests.support.aio import wait_for_status
+from tests.support.cli import assert_one_line_error, hybridq
 from tests.support.workers import REPO, worker_env
-
-
-def hybridq(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = worker_env(settings, Path("/dev/null"), **env)
-    return subprocess.run(
-        [sys.executable, "-m", "queue_core", *args],
-        env=full_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert result.returncode == code, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert text in lines[0] and "Traceback" not in result.stderr
 
 
 async def test_migrate_is_idempotent(settings: Settings) -> None:

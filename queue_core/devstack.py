@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +33,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from .devservers import servers_for
+from .devservers import free_port, port_open, servers_for
 from .errors import QueueError
 from .migrate import apply_migrations
 from .models import TERMINAL_STATUSES, JobStatus
@@ -93,10 +95,14 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
 def run_on(args: argparse.Namespace, stop: StopFlag, database_url: str, redis_url: str) -> int:
     settings = Settings().model_copy(update={"database_url": database_url, "redis_url": redis_url})
     asyncio.run(_migrate(settings))
-    with worker_processes(args.workers, settings) as workers:
+    with (
+        worker_processes(args.workers, settings) as workers,
+        api_process(args.api_port, settings) as dashboard,
+    ):
         ok = asyncio.run(run_demo(settings, args.demo_jobs, stop, workers))
         if stop.requested:
             return 0
+        dashboard.show_demo_jobs()
         if args.exit_after_demo:
             return 0 if ok else 1
         return wait_for_stop(stop, workers)
@@ -132,6 +138,74 @@ def worker_processes(count: int, settings: Settings) -> Iterator[list[subprocess
         for proc in workers:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class Dashboard:
+    """The API process's address and the admin token generated for this run."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def show_demo_jobs(self) -> None:
+        """What the dashboard shows, read through the API: proof that it sees the demo."""
+        try:
+            stats = self.get("/stats")["job_types"]
+        except OSError as exc:
+            print(f"dashboard: the API did not answer ({exc})")
+            return
+        shown = sum(sum(t["by_status"].values()) for t in stats)
+        print(f"dashboard shows {shown} job(s) of {len(stats)} type(s): {self.url}/dashboard")
+
+
+@contextmanager
+def api_process(port: int, settings: Settings) -> Iterator[Dashboard]:
+    """``hybridq api`` with a fresh admin token (dev mode: a generated token, never anonymous
+    access), printed with the dashboard's address; stopped on exit."""
+    from api.auth import config_entry, new_token  # the API's own helpers (as the CLI's)
+
+    token = new_token()
+    port = port if not port_open("127.0.0.1", port) else free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "HYBRIDQ_API_TOKENS": json.dumps([config_entry(token, admin=True)]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "queue_core",
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(command, env=env, process_group=0)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", port) and proc.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        print(f"API: {url}/docs\ndashboard: {url}/dashboard  (admin token for this run: {token})")
+        yield Dashboard(url, token)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -235,6 +309,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"where embedded servers keep their data (default {DEFAULT_DATA_DIR})",
     )
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="default 1")
+    parser.add_argument(
+        "--api-port",
+        type=int,
+        default=8000,
+        metavar="PORT",
+        help="port of the API and dashboard (default 8000; a free one when taken)",
+    )
     parser.add_argument("--demo-jobs", type=int, default=6, metavar="N", help="default 6")
     parser.add_argument(
         "--exit-after-demo",

@@ -44,6 +44,11 @@ def assert_six_demo_jobs_succeeded(result: subprocess.CompletedProcess[str]) -> 
     report = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 0, report
     assert "demo: 6 of 6 succeeded" in result.stdout, report
+    # make up serves the API and the dashboard, and the dashboard sees the demo jobs
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/dashboard  \(admin token", result.stdout)
+    assert re.search(r"dashboard shows \d+ job\(s\)", result.stdout), report
+    shown = int(re.search(r"dashboard shows (\d+) job", result.stdout).group(1))
+    assert shown >= 6, report
     rows = [line for line in result.stdout.splitlines() if re.search(r"\ssucceeded\s+1\s", line)]
     assert len(rows) == 6, report
     assert "Traceback" not in result.stderr, report

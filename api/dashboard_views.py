@@ -142,7 +142,7 @@ class Sessions:
     """The dashboard's cookie session. The cookie holds the admin token itself and is
     re-verified on every request, so removing a token from HYBRIDQ_API_TOKENS ends its
     sessions at the next restart. The CSRF token is HMAC-SHA256(secret, cookie): a page
-    from another site can neither read the cookie nor compute it."""
+    on another site can neither read the cookie nor compute it."""
 
     def __init__(self, verifier: TokenVerifier, secret: bytes) -> None:
         self._verifier = verifier

@@ -81,7 +81,9 @@ def make_contract(
 
 
 class ContractRegistry:
-    """Collects ``register_handler`` calls: pass it to a handlers module's ``register``."""
+    """Collects ``register_handler`` and ``register_periodic`` calls: pass it to a handlers
+    module's ``register``. JobRunnerService is one too, so a worker and the API read the
+    same declarations the same way."""
 
     def __init__(self) -> None:
         self._contracts: dict[str, JobContract] = {}
@@ -96,6 +98,10 @@ class ContractRegistry:
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
     ) -> None:
+        """Run ``handler(job) -> dict | None`` for jobs of ``job_type``. An attempt that runs
+        longer than ``timeout`` seconds fails (and is retried like any failure); input that
+        ``input_model`` rejects fails the job without retry; output that ``output_model``
+        rejects fails the attempt."""
         self._contracts[job_type] = make_contract(
             job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
         )

@@ -73,8 +73,10 @@ class OutcomeBuffer:
             try:
                 await self.flush()
             except Exception:  # results must keep flowing: log, wait, write them again
-                log.exception("writing outcomes failed unexpectedly; retrying",
-                              extra={"action": "flush_outcomes", "pending": len(self._pending)})
+                log.exception(
+                    "writing outcomes failed unexpectedly; retrying",
+                    extra={"action": "flush_outcomes", "pending": len(self._pending)},
+                )
                 await asyncio.sleep(1.0)
 
     async def flush(self) -> None:
@@ -106,13 +108,9 @@ class OutcomeBuffer:
     async def _write(self, kind: OutcomeKind, group: list[Outcome]) -> set[uuid.UUID]:
         """One fenced statement for the group; returns the ids it wrote."""
         if kind is OutcomeKind.SUCCEEDED:
-            return await self._store.complete_jobs(
-                [(o.attempt, o.output_json) for o in group]
-            )
+            return await self._store.complete_jobs([(o.attempt, o.output_json) for o in group])
         if kind is OutcomeKind.FAILED:
-            return await self._store.fail_jobs(
-                [(o.attempt, o.error or "") for o in group]
-            )
+            return await self._store.fail_jobs([(o.attempt, o.error or "") for o in group])
         entries = await self._store.retry_jobs(
             [(o.attempt, o.error or "", o.delay_seconds) for o in group]
         )

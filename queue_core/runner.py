@@ -24,15 +24,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from pydantic import BaseModel
-
 from .clock import ServerClock
-from .contracts import Handler, JobContract, make_contract
+from .contracts import ContractRegistry
 from .errors import BackendUnavailable, HandlerNotFound
 from .executor import Outcome, execute
 from .metrics import Metrics
 from .outcomes import OutcomeBuffer
-from .periodic import make_periodic
 from .ports import Attempt, Job, JobStore, ReadyIndex
 from .retry import RetryPolicy
 from .settings import Settings
@@ -49,7 +46,7 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class JobRunnerService:
+class JobRunnerService(ContractRegistry):
     def __init__(
         self,
         store: JobStore,
@@ -65,6 +62,7 @@ class JobRunnerService:
         """``rebuild_index(types)`` re-indexes types whose Redis index was lost (wiring
         passes Reconciler.rebuild_index); ``index_committed_jobs()`` runs in the background
         to index jobs created in callers' transactions (committed_jobs.py)."""
+        super().__init__()  # the job contracts this worker runs (register_handler)
         self.settings = settings or Settings()
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = concurrency or self.settings.concurrency
@@ -74,7 +72,6 @@ class JobRunnerService:
             self.settings.retry_base_seconds, self.settings.retry_cap_seconds
         )
         self._clock = ServerClock()
-        self._handlers: dict[str, JobContract] = {}
         # id -> (attempt, its task, job type)
         self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None], str]] = {}
         self._held: dict[uuid.UUID, Attempt] = {}  # running or awaiting its outcome's write
@@ -100,47 +97,9 @@ class JobRunnerService:
             metrics=metrics,
         )
 
-    def register_handler(
-        self,
-        job_type: str,
-        handler: Handler,
-        *,
-        timeout: float | None = None,
-        input_model: type[BaseModel] | None = None,
-        output_model: type[BaseModel] | None = None,
-    ) -> None:
-        """Run ``handler(job) -> dict | None`` for jobs of ``job_type``. An attempt that runs
-        longer than ``timeout`` seconds fails (and is retried like any failure); input that
-        ``input_model`` rejects fails the job without retry; output that ``output_model``
-        rejects fails the attempt."""
-        self._handlers[job_type] = make_contract(
-            job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
-        )
-
-    def register_periodic(
-        self,
-        name: str,
-        *,
-        cron: str,
-        job_type: str,
-        input: dict[str, Any] | None = None,
-        priority: int = 0,
-        max_retries: int = 3,
-    ) -> None:
-        """Declared here so that one handlers module serves workers and the reconciler;
-        checked here, enqueued by the reconciler (periodic.py)."""
-        make_periodic(
-            name,
-            cron=cron,
-            job_type=job_type,
-            input=input,
-            priority=priority,
-            max_retries=max_retries,
-        )
-
     @property
     def job_types(self) -> list[str]:
-        return sorted(self._handlers)
+        return sorted(self._contracts)
 
     @property
     def running_count(self) -> int:
@@ -154,7 +113,7 @@ class JobRunnerService:
         self._slot_freed.set()
 
     async def run(self) -> None:
-        if not self._handlers:
+        if not self._contracts:
             raise HandlerNotFound("no handler registered: call register_handler() first")
         await self._sync_clock()
         background = [
@@ -234,8 +193,10 @@ class JobRunnerService:
             except Exception:
                 # A bug or an error no adapter translated: the worker must keep serving the
                 # jobs it holds, so log it loudly and try again, never die mid-run.
-                log.exception("claim failed unexpectedly; backing off",
-                              extra={"action": "claim_jobs", "worker_id": self.worker_id})
+                log.exception(
+                    "claim failed unexpectedly; backing off",
+                    extra={"action": "claim_jobs", "worker_id": self.worker_id},
+                )
                 await self._wait(self._stopping, 1.0)
                 continue
             backoff = 0.05
@@ -403,7 +364,7 @@ class JobRunnerService:
     async def _run_job(self, job: Job, attempt: Attempt) -> None:
         try:
             started = time.perf_counter()
-            outcome = await execute(self._handlers[job["job_type"]], job, attempt, self._policy)
+            outcome = await execute(self._contracts[job["job_type"]], job, attempt, self._policy)
             if self._metrics is not None:
                 self._metrics.handler_seconds.labels(job["job_type"]).observe(
                     time.perf_counter() - started
@@ -426,8 +387,10 @@ class JobRunnerService:
             try:
                 await self.heartbeat()
             except Exception:  # a heartbeat that stopped would let every lease expire
-                log.exception("heartbeat failed unexpectedly", extra={
-                    "action": "extend_leases", "worker_id": self.worker_id})
+                log.exception(
+                    "heartbeat failed unexpectedly",
+                    extra={"action": "extend_leases", "worker_id": self.worker_id},
+                )
 
     async def heartbeat(self) -> None:
         """Extend every lease this worker holds in one statement. A job whose lease is gone

@@ -31,6 +31,7 @@ from .executor import Outcome, execute
 from .metrics import Metrics
 from .outcomes import OutcomeBuffer
 from .ports import Attempt, Job, JobStore, ReadyIndex
+from .prefetch import ClaimedAhead
 from .retry import RetryPolicy
 from .settings import Settings
 
@@ -40,6 +41,8 @@ REDIS_RETRY_SECONDS = 1.0
 """While claiming from Postgres, try Redis again this often."""
 FINAL_FLUSH_SECONDS = 10.0
 """A stopping worker tries this long to write its last outcomes."""
+PREFETCH_MAX_WAIT_SECONDS = 1.0
+"""A job claimed ahead that waited this long for a slot goes back to the queue."""
 
 
 def new_worker_id() -> str:
@@ -74,7 +77,13 @@ class JobRunnerService(ContractRegistry):
         self._clock = ServerClock()
         # id -> (attempt, its task, job type)
         self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None], str]] = {}
-        self._held: dict[uuid.UUID, Attempt] = {}  # running or awaiting its outcome's write
+        self._held: dict[uuid.UUID, Attempt] = {}  # claimed, until its outcome is written
+        prefetch = self.settings.prefetch
+        self._ahead = ClaimedAhead(
+            2 * self.concurrency if prefetch is None else prefetch,
+            self.settings.prefetch_max_job_ms / 1000.0,
+            PREFETCH_MAX_WAIT_SECONDS,
+        )
         self._new_work = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -175,10 +184,20 @@ class JobRunnerService(ContractRegistry):
     async def _claim_loop(self) -> None:
         backoff = 0.05
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._running)
-            if free <= 0:
+            capacity = self.concurrency + self._ahead.allowance()
+            free = capacity - len(self._running) - len(self._ahead)
+            # With jobs waiting here already, claim only once half the room is free: fewer,
+            # larger claims (each costs two round trips whatever its size).
+            if free <= 0 or (len(self._ahead) and free < capacity // 2):
                 self._slot_freed.clear()
-                await self._wait(self._slot_freed, self.settings.idle_poll_seconds)
+                timeout = self.settings.idle_poll_seconds
+                stale_in = self._ahead.seconds_until_stale()
+                if stale_in is not None:
+                    if stale_in == 0:
+                        self._release_stale()
+                        continue
+                    timeout = min(timeout, stale_in)
+                await self._wait(self._slot_freed, timeout)
                 continue
             self._new_work.clear()
             try:
@@ -310,9 +329,7 @@ class JobRunnerService(ContractRegistry):
             finally:
                 self._rebuilding.discard(job_type)
 
-        task = asyncio.create_task(rebuild())
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+        self._chore(rebuild())
 
     async def _confirm(self, job_type: str, ids: Sequence[uuid.UUID]) -> int:
         jobs = await self._store.claim_jobs(
@@ -357,9 +374,20 @@ class JobRunnerService(ContractRegistry):
             waited = (job["started_at"] - job["scheduled_for"]).total_seconds()
             self._metrics.enqueue_to_start_seconds.labels(job["job_type"]).observe(max(waited, 0))
         attempt = Attempt(uuid.UUID(job["id"]), job["attempts"], job["lease_owner"])
-        task = asyncio.create_task(self._run_job(job, attempt))
-        self._running[attempt.id] = (attempt, task, job["job_type"])
         self._held[attempt.id] = attempt
+        self._ahead.push(job, attempt)
+        self._fill_slots()
+
+    def _fill_slots(self) -> None:
+        """Start claimed jobs, in claim order, while slots are free."""
+        while len(self._running) < self.concurrency and not self._stopping.is_set():
+            waiting = self._ahead.pop()
+            if waiting is None:
+                return
+            job, attempt = waiting.job, waiting.attempt
+            task = asyncio.create_task(self._run_job(job, attempt))
+            self._running[attempt.id] = (attempt, task, job["job_type"])
+            self._ahead.started(attempt.id)
 
     async def _run_job(self, job: Job, attempt: Attempt) -> None:
         try:
@@ -373,7 +401,42 @@ class JobRunnerService(ContractRegistry):
         finally:
             if self._running.get(attempt.id, (None,))[0] == attempt:
                 del self._running[attempt.id]
+                self._ahead.finished(attempt.id)
+            self._fill_slots()
             self._slot_freed.set()
+
+    def _release_stale(self) -> None:
+        """Hand back the jobs claimed ahead that waited too long for a slot (the running
+        jobs turned out long): another worker may be idle."""
+        stale = self._ahead.take_stale()
+        if stale:
+            self._chore(self._release(stale))
+
+    async def _release(self, attempts: list[Attempt]) -> None:
+        """Give claimed, never started jobs back to the queue, attempt not counted."""
+        for _ in range(10):
+            try:
+                entries = await self._store.release_jobs(attempts)
+                break
+            except BackendUnavailable:
+                await asyncio.sleep(0.5)
+        else:
+            log.error(
+                "could not release jobs; their leases will expire",
+                extra={"action": "release_jobs", "jobs": len(attempts)},
+            )
+            return
+        for attempt in attempts:
+            if self._held.get(attempt.id) == attempt:
+                del self._held[attempt.id]
+        with contextlib.suppress(BackendUnavailable):
+            await self._index.add_jobs(entries)
+        log.info("released unfinished jobs", extra={"action": "release_jobs", "jobs": len(entries)})
+
+    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     def _forget_written(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
@@ -407,6 +470,7 @@ class JobRunnerService(ContractRegistry):
             if attempt.id in kept or self._held.get(attempt.id) != attempt:
                 continue
             del self._held[attempt.id]
+            self._ahead.discard(attempt.id)
             running = self._running.get(attempt.id)
             if running is not None and running[0] == attempt:
                 running[1].cancel()
@@ -423,8 +487,11 @@ class JobRunnerService(ContractRegistry):
                 )
 
     async def _finish_running(self, grace: float) -> None:
-        """Let running jobs finish for ``grace`` seconds, then cancel the rest and give them
-        back to the queue without counting the attempt."""
+        """Give back the jobs claimed ahead, let running jobs finish for ``grace`` seconds,
+        then cancel the rest and give them back too, without counting the attempt."""
+        unstarted = self._ahead.take_all()
+        if unstarted:
+            await self._release(unstarted)
         if not self._running:
             return
         tasks = [task for _, task, _ in self._running.values()]
@@ -435,24 +502,7 @@ class JobRunnerService(ContractRegistry):
         for _, task in unfinished:
             task.cancel()
         await asyncio.gather(*(t for _, t in unfinished), return_exceptions=True)
-        attempts = [a for a, _ in unfinished]
-        for _ in range(10):
-            try:
-                entries = await self._store.release_jobs(attempts)
-                break
-            except BackendUnavailable:
-                await asyncio.sleep(0.5)
-        else:
-            log.error(
-                "could not release jobs; their leases will expire",
-                extra={"action": "release_jobs", "jobs": len(attempts)},
-            )
-            return
-        for entry in entries:
-            self._held.pop(entry.id, None)
-        with contextlib.suppress(BackendUnavailable):
-            await self._index.add_jobs(entries)
-        log.info("released unfinished jobs", extra={"action": "release_jobs", "jobs": len(entries)})
+        await self._release([a for a, _ in unfinished])
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:

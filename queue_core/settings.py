@@ -53,6 +53,20 @@ class Settings(BaseSettings):
         le=1000,
         description="Ids claimed at most per round trip (bounded by free slots).",
     )
+    prefetch: int | None = Field(
+        None,
+        ge=0,
+        le=10_000,
+        description="Jobs a worker may hold claimed ahead of its free slots while its jobs "
+        "are short, so that the next claim overlaps the running jobs (default: twice its "
+        "concurrency; 0: never).",
+    )
+    prefetch_max_job_ms: float = Field(
+        20.0,
+        ge=0,
+        description="A worker claims ahead only while its handlers average under this many "
+        "ms; a job claimed ahead that waits over 1 s is handed back to the queue.",
+    )
     flush_interval_ms: float = Field(
         5.0, gt=0, description="Outcomes wait at most this long before they are written."
     )

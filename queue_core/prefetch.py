@@ -1,0 +1,96 @@
+"""Claiming ahead: a worker may hold a few claimed jobs that wait for a free slot.
+
+Without it a worker with short jobs spends most of its time waiting: it claims as many jobs
+as it has free slots, runs them in well under a millisecond, and only then starts the next
+claim's two round trips (Redis pop, Postgres UPDATE). Holding up to ``limit`` more claimed
+jobs lets the next claim overlap the current jobs.
+
+The risk is the one Celery's prefetch is known for: a claimed job stuck behind long jobs
+while another worker idles. So a worker claims ahead only while its jobs are short: their
+moving average is under ``max_job_seconds`` and no running job has run longer than that.
+A job that still waited here longer than ``max_wait_seconds`` is handed back to the queue
+(runner.py releases it).
+
+Claimed-ahead jobs are leased like running ones (the heartbeat renews them), so nothing
+here weakens a guarantee: a worker that dies holding them leaves leases the reconciler
+rescues, exactly as for running jobs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+from .ports import Attempt, Job
+
+AVERAGE_WEIGHT = 0.2
+"""Weight of the newest job's duration in the moving average."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    job: Job
+    attempt: Attempt
+    since: float  # time.monotonic() when claimed
+
+
+class ClaimedAhead:
+    def __init__(self, limit: int, max_job_seconds: float, max_wait_seconds: float) -> None:
+        self.limit = limit
+        self.max_job_seconds = max_job_seconds
+        self.max_wait_seconds = max_wait_seconds
+        self.average_job_seconds = 0.0
+        self._waiting: deque[Waiting] = deque()
+        self._started: dict[uuid.UUID, float] = {}  # running jobs, oldest first
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def allowance(self) -> int:
+        """How many jobs may wait here now: ``limit`` while jobs are short, else none."""
+        if self.average_job_seconds >= self.max_job_seconds:
+            return 0
+        oldest = next(iter(self._started.values()), None)
+        if oldest is not None and time.monotonic() - oldest >= self.max_job_seconds:
+            return 0
+        return self.limit
+
+    def started(self, job_id: uuid.UUID) -> None:
+        self._started[job_id] = time.monotonic()
+
+    def finished(self, job_id: uuid.UUID) -> None:
+        """The job's handler returned: its duration joins the moving average."""
+        began = self._started.pop(job_id, None)
+        if began is not None:
+            seconds = time.monotonic() - began
+            self.average_job_seconds += AVERAGE_WEIGHT * (seconds - self.average_job_seconds)
+
+    def push(self, job: Job, attempt: Attempt) -> None:
+        self._waiting.append(Waiting(job, attempt, time.monotonic()))
+
+    def pop(self) -> Waiting | None:
+        return self._waiting.popleft() if self._waiting else None
+
+    def discard(self, job_id: uuid.UUID) -> None:
+        """Forget a waiting job (its lease was lost, e.g. it was cancelled)."""
+        self._waiting = deque(w for w in self._waiting if w.attempt.id != job_id)
+
+    def take_stale(self) -> list[Attempt]:
+        """Remove and return the jobs that waited longer than max_wait_seconds."""
+        cutoff = time.monotonic() - self.max_wait_seconds
+        stale = []
+        while self._waiting and self._waiting[0].since < cutoff:
+            stale.append(self._waiting.popleft().attempt)
+        return stale
+
+    def take_all(self) -> list[Attempt]:
+        attempts = [w.attempt for w in self._waiting]
+        self._waiting.clear()
+        return attempts
+
+    def seconds_until_stale(self) -> float | None:
+        if not self._waiting:
+            return None
+        return max(0.0, self._waiting[0].since + self.max_wait_seconds - time.monotonic())

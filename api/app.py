@@ -73,6 +73,7 @@ def create_app(
         )
         try:
             yield
+            await app.state.backend.service.aclose()
         finally:
             await client.aclose()
             await pool.close()

@@ -27,13 +27,31 @@ class GroupCommit:
         self._max_batch = max_batch
         self._pending: list[tuple[NewJob, asyncio.Future[Job]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._inline = False  # a caller is writing its own row (see _insert_alone)
 
     async def insert(self, job: NewJob) -> Job:
+        if not self._busy():
+            return await self._insert_alone(job)
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
-        if self._writer is None or self._writer.done():
+        if not self._busy():
             self._writer = asyncio.create_task(self._write_pending())
         return await future
+
+    def _busy(self) -> bool:
+        return self._inline or (self._writer is not None and not self._writer.done())
+
+    async def _insert_alone(self, job: NewJob) -> Job:
+        """Nothing in flight: the caller writes its own row (no task, no future to set up),
+        and whoever arrived meanwhile goes next, together."""
+        self._inline = True
+        try:
+            [row] = await self._insert_many([job])
+            return row
+        finally:
+            self._inline = False
+            if self._pending:
+                self._writer = asyncio.create_task(self._write_pending())
 
     async def _write_pending(self) -> None:
         while self._pending:

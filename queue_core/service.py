@@ -1,8 +1,9 @@
 """JobService: how application code creates and manages jobs.
 
 A job exists once its INSERT commits in Postgres; that commit is the acknowledgement.
-Indexing it in Redis comes second and may fail (logged): the reconciler indexes any queued
-job Redis lacks, so a Redis outage delays a job, never loses it.
+Indexing it in Redis comes second, in the background (index_writer.py), and may fail
+(logged): the reconciler indexes any queued job Redis lacks, so a Redis outage delays a job,
+never loses it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .contracts import ContractRegistry
 from .errors import BackendUnavailable, DuplicateJob, InvalidJob, JobNotFound, JobStateConflict
 from .group_commit import GroupCommit
 from .ids import uuid7
+from .index_writer import IndexWriter
 from .metrics import Metrics
 from .models import JobStatus, NewJob, parse_job_id
 from .ports import IndexEntry, Job, JobStore, ReadyIndex
@@ -53,6 +55,17 @@ class JobService:
         self.contracts = contracts
         self.metrics = metrics
         self._group_commit = GroupCommit(self._insert_and_index)
+        self._index_writer = IndexWriter(index)
+
+    async def wait_indexed(self) -> None:
+        """Wait until the jobs created so far are in the Redis index (or failed to get
+        there). create() returns at the Postgres commit and indexes in the background;
+        call this where the next step needs the index (tests, a script about to exit)."""
+        await self._index_writer.flush()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Finish the background index writes, for at most ``timeout`` seconds."""
+        await self._index_writer.close(timeout)
 
     async def create(
         self,
@@ -124,7 +137,7 @@ class JobService:
         job = await self.store.insert_job_once(new, idempotency_key, fingerprint)
         if job is not None:
             self._count_enqueued([job])
-            await self._index_quietly("add_jobs", [index_entry(job, deferred=True)])
+            self._index_writer.submit([index_entry(job, deferred=True)])
             return job, True
         existing = await self.store.get_job_by_idempotency_key(user_id, idempotency_key)
         if existing is None:  # the holder was deleted (retention) between the two statements
@@ -202,10 +215,11 @@ class JobService:
         return jobs
 
     async def _insert_and_index(self, new_jobs: list[NewJob]) -> list[Job]:
-        """One INSERT (committed: the acknowledgement), then one Redis pipeline."""
+        """One INSERT (committed: the acknowledgement), then the index write, queued for
+        the background (one Lua call per job type for everything committed meanwhile)."""
         jobs = await self.store.insert_jobs(new_jobs)
         self._count_enqueued(jobs)
-        await self._index_quietly("add_jobs", _entries(jobs, new_jobs))
+        self._index_writer.submit(_entries(jobs, new_jobs))
         return jobs
 
     def _count_enqueued(self, jobs: list[Job]) -> None:

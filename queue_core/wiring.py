@@ -92,6 +92,7 @@ async def connect(
     try:
         service = JobService(store, index, metrics=metrics)
         yield Queue(settings, pool, client, store, index, service, metrics)
+        await service.aclose()
     finally:
         await client.aclose()
         await claim_pool.close()

@@ -31,6 +31,7 @@ async def test_create_stores_job_and_indexes_it_as_ready(queue: Queue) -> None:
     assert job["input"] == {"message_id": "m-1"} and job["user_id"] == "user-1"
     assert uuid.UUID(job["id"]).version == 7
     assert await queue.job_service.get(job["id"]) == job
+    await queue.job_service.wait_indexed()  # create() returns at the commit
     assert await ready_ids(queue, "email_processing") == [job["id"]]
 
 
@@ -38,6 +39,7 @@ async def test_create_with_future_time_goes_to_scheduled_set(queue: Queue) -> No
     when = datetime.now(UTC) + timedelta(hours=1)
     job = await queue.job_service.create("calendar_sync", {"c": 1}, scheduled_for=when)
     assert abs((job["scheduled_for"] - when).total_seconds()) < 0.001
+    await queue.job_service.wait_indexed()
     assert await scheduled_ids(queue, "calendar_sync") == [job["id"]]
     assert await ready_ids(queue, "calendar_sync") == []
 
@@ -47,6 +49,7 @@ async def test_create_many_inserts_all_in_order_and_indexes_them(queue: Queue) -
         [{"job_type": "t", "input": {"n": i}, "priority": i % 2} for i in range(50)]
     )
     assert [j["input"]["n"] for j in jobs] == list(range(50))
+    await queue.job_service.wait_indexed()
     ids = await ready_ids(queue, "t")
     expected = [j["id"] for j in jobs if j["priority"] == 1] + [
         j["id"] for j in jobs if j["priority"] == 0

@@ -96,11 +96,13 @@ async def set_sizes(queue: Queue, job_type: str) -> tuple[int, int]:
 async def settle(queue: Queue, *job_types: str) -> None:
     """The first run on a fresh namespace: marks each type's index complete and finds no
     drift, because the JobService indexed every job it created."""
+    await queue.job_service.wait_indexed()
     result = await queue.reconciler().run_once()
     assert counts(result) == expect(indexes_rebuilt=sorted(job_types))
 
 
 async def unindex(queue: Queue, job: Job) -> None:
+    await queue.job_service.wait_indexed()  # create() indexes in the background
     k = tkeys(queue, job["job_type"])
     jid = job_uuid(job)
     await queue.redis.zrem(k.ready, keys.ready_member(jid))

@@ -59,8 +59,10 @@ class HybridqAdapter(Adapter):
             "(fresh namespace)",
             "worker": "python -P -m queue_core worker --handlers bench.noop_handlers "
             "--concurrency C",
-            "wakeup": "Redis pub/sub wake-up; idle re-check every "
-            f"{s.idle_poll_seconds:g} s",
+            "wakeup": "idle worker blocks in BZPOPMIN on the ready set (up to 1 s), then "
+            "re-checks with a full claim",
+            "prefetch": "claims up to 2x concurrency ahead while jobs average under "
+            f"{s.prefetch_max_job_ms:g} ms",
             "claim": f"Lua pop of up to {s.claim_batch_max} ids + one conditional UPDATE",
             "outcomes": f"batched: flush every {s.flush_interval_ms:g} ms or "
             f"{s.flush_batch_max} outcomes",

@@ -90,6 +90,15 @@ class JobStore(Protocol):
     async def server_time_ms(self) -> float: ...
 
 
+@dataclass(frozen=True)
+class PoppedId:
+    """One id a blocking pop took from a ready set, with what restore_ids needs."""
+
+    job_type: str
+    id: uuid.UUID
+    score: int
+
+
 class ReadyIndex(Protocol):
     namespace: str  # the Redis key prefix; also names the transactional-enqueue channel
 
@@ -100,6 +109,10 @@ class ReadyIndex(Protocol):
         self, job_type: str, ids: Sequence[uuid.UUID], scores: Sequence[int]
     ) -> None:
         """Put popped ids back where they were (their claim could not be confirmed)."""
+
+    async def wait_pop(self, job_types: Sequence[str], timeout: float) -> PoppedId | None:
+        """Block up to ``timeout`` seconds for a ready id of one of ``job_types`` and pop it
+        (one waiting worker gets it); None when none came."""
 
     async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
         """Set ``event`` whenever a job of one of ``job_types`` is indexed; runs until

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from . import keys
 from .errors import BackendUnavailable
-from .ports import ClaimedIds, IndexEntry
+from .ports import ClaimedIds, IndexEntry, PoppedId
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,24 @@ class RedisIndex:
             pipe.zrem(k.scheduled, keys.scheduled_member(e.id, e.priority))
         async with translate_errors():
             await pipe.execute()
+
+    async def wait_pop(self, job_types: Sequence[str], timeout: float) -> PoppedId | None:
+        """BZPOPMIN over the types' ready sets: Redis hands a newly indexed id straight to
+        the one worker that has waited longest, with no wake-up message and no claim round
+        trip in between. Ready sets only: scheduled jobs are promoted by claim_ids, which
+        the caller runs when ``timeout`` (at most the time to the next due job) ends.
+        The keys of several types lie in different Cluster slots: a worker serving several
+        types needs a standalone Redis for this (see docs/capacity.md)."""
+        ready_keys = {self.keys_for(t).ready: t for t in job_types}
+        async with translate_errors():
+            reply = await self.client.bzpopmin(list(ready_keys), timeout=timeout)
+        if reply is None:
+            return None
+        key, member, score = reply  # bytes, bytes, float (replies are not decoded)
+        if not isinstance(member, bytes) or not keys.is_member(member, scheduled=False):
+            return None  # a foreign member is dropped
+        job_type = ready_keys[key.decode() if isinstance(key, bytes) else str(key)]
+        return PoppedId(job_type, keys.job_id_from_member(member), int(float(score)))
 
     async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
         await WakeListener(self.client, self.namespace, job_types, event).run()

@@ -7,8 +7,9 @@ The claim path, in full:
    this worker's lease); ids Postgres does not confirm are dropped, or re-indexed when
    Postgres says they are still queued (e.g. not due yet);
 3. each confirmed job runs in its own task; its outcome goes to the OutcomeBuffer.
-An idle worker sleeps on a Redis pub/sub wake-up (or until the next scheduled job is due),
-never on a fixed poll.
+An idle worker waits in a Redis blocking pop (BZPOPMIN) that hands it the next indexed id,
+for at most a second or until the next scheduled job is due; never on a fixed poll. While
+it claims from Postgres, a pub/sub wake-up message stands in.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ REDIS_RETRY_SECONDS = 1.0
 """While claiming from Postgres, try Redis again this often."""
 FINAL_FLUSH_SECONDS = 10.0
 """A stopping worker tries this long to write its last outcomes."""
+BLOCKING_POP_MAX_SECONDS = 1.0
+"""An idle worker's blocking pop returns at least this often (below the client's socket
+timeout), so that it re-checks the index epoch and scheduled jobs with a full claim."""
 PREFETCH_MAX_WAIT_SECONDS = 1.0
 """A job claimed ahead that waited this long for a slot goes back to the queue."""
 
@@ -224,7 +228,43 @@ class JobRunnerService(ContractRegistry):
             timeout = self.settings.idle_poll_seconds
             if wait_ms > 0:
                 timeout = min(timeout, wait_ms / 1000.0)
+            await self._idle(timeout)
+
+    async def _idle(self, timeout: float) -> None:
+        """Nothing to claim: wait for work. Through Redis, in a blocking pop that hands the
+        next indexed id straight to this worker, which confirms and starts it (one round
+        trip less than a wake-up message followed by a claim). While some type is claimed
+        from Postgres, on the wake-up event with the fallback's poll."""
+        now = time.monotonic()
+        if any(now < self._postgres_until.get(t, 0.0) for t in self.job_types):
             await self._wait(self._new_work, timeout)
+            return
+        pop = asyncio.ensure_future(
+            self._index.wait_pop(self.job_types, min(timeout, BLOCKING_POP_MAX_SECONDS))
+        )
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({pop, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            # Stopping: an id popped in the instant before this cancel stays queued in
+            # Postgres, and the reconciler indexes it again.
+            pop.cancel()
+        if not pop.done() or pop.cancelled():
+            return  # stopping
+        if pop.exception() is not None:
+            # Redis trouble (the next claim_ids meets it and falls back) or a Redis that
+            # refuses the command: wait on the wake-up message instead, never spin.
+            await self._wait(self._new_work, timeout)
+            return
+        popped = pop.result()
+        if popped is None:
+            return
+        try:
+            await self._confirm(popped.job_type, [popped.id])
+        except BackendUnavailable:
+            with contextlib.suppress(BackendUnavailable):
+                await self._index.restore_ids(popped.job_type, [popped.id], [popped.score])
 
     async def _claim(self, free: int) -> tuple[int, int]:
         """Claim up to ``free`` jobs across this worker's types, round-robin so that one busy

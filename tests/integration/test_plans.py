@@ -101,3 +101,6 @@ async def test_fallback_claim_and_lease_rescue_use_their_partial_indexes_at_a_1m
     assert "jobs_running_lease_idx" in rescue, rescue
     page = await explain(queue, "queued_jobs_page", ("bulk", uuid.UUID(int=0), 1000))
     assert "jobs_queued_by_type_idx" in page, page
+    newest = uuid.UUID(int=2**128 - 1)
+    listing = await explain(queue, "list_jobs_of_user", ("u1", newest, None, None, 50))
+    assert "jobs_owned_by_user_idx" in listing, listing

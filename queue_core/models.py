@@ -79,12 +79,16 @@ def validate_job_type(job_type: Any) -> str:
     return job_type
 
 
+_INPUT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+"""One encoder for every input: json.dumps with options builds a new one per call."""
+
+
 def encode_input(value: Any) -> str:
     """JSON text of a job's input: a JSON object, no NaN or Infinity (JSONB rejects them)."""
     if not isinstance(value, dict):
         raise InvalidJob(f"input must be a JSON object (a dict), got {type(value).__name__}")
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = _INPUT_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"input is not JSON-serialisable: {exc}") from None
     if "\\u0000" in text and _contains_nul(value):

@@ -73,8 +73,8 @@ def create_app(
         )
         try:
             yield
-            await app.state.backend.service.aclose()
         finally:
+            await app.state.backend.service.aclose()
             await client.aclose()
             await pool.close()
 

@@ -181,7 +181,10 @@ class BenchRun:
               flush=True)
         raw = asyncio.run(enqueue.raw_insert_commit(self.servers, p.s8_seconds))
         print(f"  raw INSERT+COMMIT: {raw['rows_per_s']:,.0f} rows/s", flush=True)
-        return {"concurrent": concurrent, "raw": raw}
+        raw_jobs = asyncio.run(
+            enqueue.raw_insert_commit(self.servers, p.s8_seconds, into_jobs=True))
+        print(f"  raw INSERT+COMMIT into jobs: {raw_jobs['rows_per_s']:,.0f} rows/s", flush=True)
+        return {"concurrent": concurrent, "raw": raw, "raw_jobs": raw_jobs}
 
     def _peers(self) -> dict[str, Any]:
         harness = peers.harness_path(self.args.peers_harness)

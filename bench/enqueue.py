@@ -56,18 +56,27 @@ async def concurrent_create(servers: Servers, callers: int, seconds: float) -> d
 
 RAW_TABLE = "CREATE TABLE raw_insert (id uuid PRIMARY KEY, input jsonb NOT NULL)"
 RAW_INSERT = "INSERT INTO raw_insert (id, input) VALUES ($1, $2::jsonb)"
+RAW_JOBS_INSERT = (
+    "INSERT INTO jobs (id, job_type, input, priority, max_retries, scheduled_for) "
+    f"VALUES ($1, '{JOB_TYPE}', $2::jsonb, 0, 3, date_trunc('milliseconds', now()))"
+)
 
 
-async def raw_insert_commit(servers: Servers, seconds: float) -> dict[str, Any]:
+async def raw_insert_commit(
+    servers: Servers, seconds: float, *, into_jobs: bool = False
+) -> dict[str, Any]:
     """The floor under one-by-one enqueue: one connection, one autocommit INSERT of a small row
-    into a scratch table at a time, sequentially (one fsync'd commit per row)."""
+    into a scratch two-column table at a time, sequentially (one fsync'd commit per row).
+    ``into_jobs``: the same row into hybridq's jobs table instead (its constraints and
+    indexes), without anything else create() does: the floor for this schema."""
     async with scratch_queue(servers) as queue:
         conn = await asyncpg.connect(
             servers.database_url, server_settings={"search_path": queue.settings.db_schema or ""}
         )
         try:
-            await conn.execute(RAW_TABLE)
-            stmt = await conn.prepare(RAW_INSERT)
+            if not into_jobs:
+                await conn.execute(RAW_TABLE)
+            stmt = await conn.prepare(RAW_JOBS_INSERT if into_jobs else RAW_INSERT)
             measure_from = time.monotonic() + WARMUP_SECONDS
             stop_at = measure_from + seconds
             n = counted = 0

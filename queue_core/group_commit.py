@@ -32,10 +32,9 @@ class GroupCommit:
     async def insert(self, job: NewJob) -> Job:
         if not self._busy():
             return await self._insert_alone(job)
+        # A write is in flight: when it ends, its writer (or inline caller) takes these.
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
-        if not self._busy():
-            self._writer = asyncio.create_task(self._write_pending())
         return await future
 
     def _busy(self) -> bool:

@@ -56,6 +56,8 @@ class IndexRepair:
             pipe.zadd(k.ready, ready)
         if scheduled:
             pipe.zadd(k.scheduled, scheduled)
+        if scheduled:
+            pipe.zadd(k.wake, {keys.WAKE_MEMBER: 0})  # see keys.TypeKeys.wake
         if remove_ready:
             pipe.zrem(k.ready, *remove_ready)
         if remove_scheduled:

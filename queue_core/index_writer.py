@@ -26,17 +26,28 @@ class IndexWriter:
         self._index = index
         self._pending: list[IndexEntry] = []
         self._writer: asyncio.Task[None] | None = None
+        self._submitted = 0  # entries submitted so far
+        self._settled = 0  # of those, entries written or given up on
+        self._progressed = asyncio.Event()  # set after each write
 
     def submit(self, entries: list[IndexEntry]) -> None:
         """Queue entries for the index; returns at once."""
         self._pending.extend(entries)
+        self._submitted += len(entries)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
 
     async def flush(self) -> None:
-        """Wait until every entry submitted so far was written (or its write failed)."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.wait({self._writer})  # never raises, even for a cancelled writer
+        """Wait until every entry submitted before this call was written (or its write
+        failed); entries submitted meanwhile do not hold it up."""
+        target = self._submitted
+        while self._settled < target and self._writer is not None and not self._writer.done():
+            self._progressed.clear()
+            progressed = asyncio.ensure_future(self._progressed.wait())
+            try:
+                await asyncio.wait({self._writer, progressed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                progressed.cancel()
 
     async def close(self, timeout: float) -> None:
         """Flush, giving up after ``timeout`` seconds: the reconciler indexes the rest."""
@@ -45,10 +56,11 @@ class IndexWriter:
         except TimeoutError:
             log.warning(
                 "jobs not indexed before close; the reconciler will index them",
-                extra={"action": "add_jobs", "jobs": len(self._pending)},
+                extra={"action": "add_jobs", "jobs": self._submitted - self._settled},
             )
-            if self._writer is not None:
-                self._writer.cancel()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            await asyncio.wait({self._writer})
 
     async def _write_pending(self) -> None:
         while self._pending:
@@ -62,3 +74,5 @@ class IndexWriter:
                 )
             except Exception:  # a bug must not leave the writer dead for later submits
                 log.exception("indexing jobs failed", extra={"action": "add_jobs"})
+            self._settled += len(entries)
+            self._progressed.set()

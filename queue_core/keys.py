@@ -37,7 +37,14 @@ class TypeKeys:
     ready: str
     epoch: str  # present while the index is known complete (see lua/claim_ready.lua)
     rebuild: str  # token of a rebuild in progress (see lua/finish_rebuild.lua)
+    # Holds WAKE_MEMBER after jobs were scheduled: an idle worker blocked in BZPOPMIN on
+    # the ready set (redis_index.wait_pop) also watches this set, to learn that it must
+    # run a claim to time the promotion of a job that is not due yet.
+    wake: str
     wake_channel: str
+
+
+WAKE_MEMBER = b"w"
 
 
 def type_keys(namespace: str, job_type: str) -> TypeKeys:
@@ -47,6 +54,7 @@ def type_keys(namespace: str, job_type: str) -> TypeKeys:
         ready=f"{tag}:ready",
         epoch=f"{tag}:epoch",
         rebuild=f"{tag}:rebuild",
+        wake=f"{tag}:wake",
         wake_channel=f"{namespace}:wake:{job_type}",
     )
 

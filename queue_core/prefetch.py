@@ -18,10 +18,12 @@ rescues, exactly as for running jobs.
 
 from __future__ import annotations
 
+import heapq
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from .ports import Attempt, Job
 
@@ -29,11 +31,20 @@ AVERAGE_WEIGHT = 0.2
 """Weight of the newest job's duration in the moving average."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Waiting:
-    job: Job
-    attempt: Attempt
-    since: float  # time.monotonic() when claimed
+    """A claimed job waiting for a slot. Ordered as the Redis index orders jobs (priority
+    desc, due time, creation), so that a better job claimed later still starts first."""
+
+    rank: tuple[int, datetime, uuid.UUID]
+    job: Job = field(compare=False)
+    attempt: Attempt = field(compare=False)
+    since: float = field(compare=False)  # time.monotonic() when claimed
+
+
+def waiting(job: Job, attempt: Attempt) -> Waiting:
+    rank = (-int(job["priority"]), job["scheduled_for"], attempt.id)
+    return Waiting(rank, job, attempt, time.monotonic())
 
 
 class ClaimedAhead:
@@ -42,7 +53,7 @@ class ClaimedAhead:
         self.max_job_seconds = max_job_seconds
         self.max_wait_seconds = max_wait_seconds
         self.average_job_seconds = 0.0
-        self._waiting: deque[Waiting] = deque()
+        self._waiting: list[Waiting] = []  # a heap: the best job first
         self._started: dict[uuid.UUID, float] = {}  # running jobs, oldest first
 
     def __len__(self) -> int:
@@ -67,30 +78,35 @@ class ClaimedAhead:
             seconds = time.monotonic() - began
             self.average_job_seconds += AVERAGE_WEIGHT * (seconds - self.average_job_seconds)
 
-    def push(self, job: Job, attempt: Attempt) -> None:
-        self._waiting.append(Waiting(job, attempt, time.monotonic()))
+    def push(self, entry: Waiting) -> None:
+        heapq.heappush(self._waiting, entry)
 
     def pop(self) -> Waiting | None:
-        return self._waiting.popleft() if self._waiting else None
+        """The best waiting job, or None."""
+        return heapq.heappop(self._waiting) if self._waiting else None
 
     def discard(self, job_id: uuid.UUID) -> None:
         """Forget a waiting job (its lease was lost, e.g. it was cancelled)."""
-        self._waiting = deque(w for w in self._waiting if w.attempt.id != job_id)
+        self._keep(lambda w: w.attempt.id != job_id)
 
-    def take_stale(self) -> list[Attempt]:
+    def take_stale(self) -> list[Waiting]:
         """Remove and return the jobs that waited longer than max_wait_seconds."""
         cutoff = time.monotonic() - self.max_wait_seconds
-        stale = []
-        while self._waiting and self._waiting[0].since < cutoff:
-            stale.append(self._waiting.popleft().attempt)
+        stale = [w for w in self._waiting if w.since < cutoff]
+        if stale:
+            self._keep(lambda w: w.since >= cutoff)
         return stale
 
-    def take_all(self) -> list[Attempt]:
-        attempts = [w.attempt for w in self._waiting]
-        self._waiting.clear()
-        return attempts
+    def take_all(self) -> list[Waiting]:
+        taken, self._waiting = self._waiting, []
+        return taken
 
     def seconds_until_stale(self) -> float | None:
         if not self._waiting:
             return None
-        return max(0.0, self._waiting[0].since + self.max_wait_seconds - time.monotonic())
+        oldest = min(w.since for w in self._waiting)  # a few dozen at most
+        return max(0.0, oldest + self.max_wait_seconds - time.monotonic())
+
+    def _keep(self, wanted: Callable[[Waiting], bool]) -> None:
+        self._waiting = [w for w in self._waiting if wanted(w)]
+        heapq.heapify(self._waiting)

@@ -97,7 +97,8 @@ class RedisIndex:
             else:
                 ready += [keys.ready_score(e.priority, e.scheduled_for), keys.ready_member(e.id)]
         await self._index_jobs(
-            keys=[k.ready, k.scheduled], args=[k.wake_channel, len(ready) // 2, *ready, *scheduled]
+            keys=[k.ready, k.scheduled, k.wake],
+            args=[k.wake_channel, len(ready) // 2, *ready, *scheduled],
         )
 
     async def claim_ids(self, job_type: str, now_ms: int, count: int) -> ClaimedIds:
@@ -141,16 +142,20 @@ class RedisIndex:
     async def wait_pop(self, job_types: Sequence[str], timeout: float) -> PoppedId | None:
         """BZPOPMIN over the types' ready sets: Redis hands a newly indexed id straight to
         the one worker that has waited longest, with no wake-up message and no claim round
-        trip in between. Ready sets only: scheduled jobs are promoted by claim_ids, which
-        the caller runs when ``timeout`` (at most the time to the next due job) ends.
+        trip in between. Scheduled jobs are promoted by claim_ids only: indexing one also
+        fills the type's wake set, which this pop watches after the ready sets, and then
+        returns None so that the caller claims (and learns when the job is due).
         The keys of several types lie in different Cluster slots: a worker serving several
         types needs a standalone Redis for this (see docs/capacity.md)."""
         ready_keys = {self.keys_for(t).ready: t for t in job_types}
+        wake_keys = [self.keys_for(t).wake for t in job_types]
         async with translate_errors():
-            reply = await self.client.bzpopmin(list(ready_keys), timeout=timeout)
+            reply = await self.client.bzpopmin([*ready_keys, *wake_keys], timeout=timeout)
         if reply is None:
             return None
         key, member, score = reply  # bytes, bytes, float (replies are not decoded)
+        if member == keys.WAKE_MEMBER:
+            return None
         if not isinstance(member, bytes) or not keys.is_member(member, scheduled=False):
             return None  # a foreign member is dropped
         job_type = ready_keys[key.decode() if isinstance(key, bytes) else str(key)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -31,8 +32,8 @@ from .errors import BackendUnavailable, HandlerNotFound
 from .executor import Outcome, execute
 from .metrics import Metrics
 from .outcomes import OutcomeBuffer
-from .ports import Attempt, Job, JobStore, ReadyIndex
-from .prefetch import ClaimedAhead
+from .ports import Attempt, Job, JobStore, PoppedId, ReadyIndex
+from .prefetch import ClaimedAhead, Waiting, waiting
 from .retry import RetryPolicy
 from .settings import Settings
 
@@ -42,6 +43,10 @@ REDIS_RETRY_SECONDS = 1.0
 """While claiming from Postgres, try Redis again this often."""
 FINAL_FLUSH_SECONDS = 10.0
 """A stopping worker tries this long to write its last outcomes."""
+RELEASE_TRIES = 8
+"""Tries to give jobs back (backoff 0.1 s doubling to 1 s: about 5 s in all)."""
+IDLE_WAIT_MIN_SECONDS = 0.01
+"""Shortest idle wait: a BZPOPMIN timeout rounded down to 0 would block without end."""
 BLOCKING_POP_MAX_SECONDS = 1.0
 """An idle worker's blocking pop returns at least this often (below the client's socket
 timeout), so that it re-checks the index epoch and scheduled jobs with a full claim."""
@@ -92,11 +97,13 @@ class JobRunnerService(ContractRegistry):
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._round_robin = 0
+        self._idle_pop: asyncio.Future[PoppedId | None] | None = None  # see _idle
         self._claims = 0  # numbers this worker's claims (see _next_lease_owner)
         self._postgres_until: dict[str, float] = {}  # job type -> monotonic time to retry Redis
         self._degraded: set[str] = set()  # types claimed from Postgres now (logged once)
         self._rebuilding: set[str] = set()
         self._chores: set[asyncio.Task[None]] = set()
+        self._releases: set[asyncio.Task[None]] = set()  # stale claimed-ahead jobs going back
         self._rebuild_index = rebuild_index
         self._index_committed_jobs = index_committed_jobs
         self._metrics = metrics
@@ -122,6 +129,8 @@ class JobRunnerService(ContractRegistry):
         """Ask run() to stop claiming, let running jobs finish (up to the grace period),
         release the rest, flush outcomes and return."""
         self._stopping.set()
+        if self._idle_pop is not None:
+            self._idle_pop.cancel()
         self._new_work.set()
         self._slot_freed.set()
 
@@ -150,9 +159,11 @@ class JobRunnerService(ContractRegistry):
             await self._finish_running(self.settings.shutdown_grace_seconds)
             await self._final_flush()
         finally:
-            for task in [*background, *self._chores]:
+            for task in [*background, *self._chores, *self._releases]:
                 task.cancel()
-            await asyncio.gather(*background, *self._chores, return_exceptions=True)
+            await asyncio.gather(
+                *background, *self._chores, *self._releases, return_exceptions=True
+            )
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
     async def _final_flush(self) -> None:
@@ -188,6 +199,10 @@ class JobRunnerService(ContractRegistry):
     async def _claim_loop(self) -> None:
         backoff = 0.05
         while not self._stopping.is_set():
+            stale_in = self._ahead.seconds_until_stale()
+            if stale_in == 0:
+                self._release_stale()
+                continue
             capacity = self.concurrency + self._ahead.allowance()
             free = capacity - len(self._running) - len(self._ahead)
             # With jobs waiting here already, claim only once half the room is free: fewer,
@@ -195,11 +210,7 @@ class JobRunnerService(ContractRegistry):
             if free <= 0 or (len(self._ahead) and free < capacity // 2):
                 self._slot_freed.clear()
                 timeout = self.settings.idle_poll_seconds
-                stale_in = self._ahead.seconds_until_stale()
                 if stale_in is not None:
-                    if stale_in == 0:
-                        self._release_stale()
-                        continue
                     timeout = min(timeout, stale_in)
                 await self._wait(self._slot_freed, timeout)
                 continue
@@ -228,7 +239,9 @@ class JobRunnerService(ContractRegistry):
             timeout = self.settings.idle_poll_seconds
             if wait_ms > 0:
                 timeout = min(timeout, wait_ms / 1000.0)
-            await self._idle(timeout)
+            if stale_in is not None:
+                timeout = min(timeout, stale_in)
+            await self._idle(max(timeout, IDLE_WAIT_MIN_SECONDS))
 
     async def _idle(self, timeout: float) -> None:
         """Nothing to claim: wait for work. Through Redis, in a blocking pop that hands the
@@ -239,32 +252,42 @@ class JobRunnerService(ContractRegistry):
         if any(now < self._postgres_until.get(t, 0.0) for t in self.job_types):
             await self._wait(self._new_work, timeout)
             return
-        pop = asyncio.ensure_future(
+        # A task of its own so that stop() can cancel it. An id popped in the instant
+        # before that cancel stays queued in Postgres, and the reconciler indexes it again.
+        self._idle_pop = asyncio.ensure_future(
             self._index.wait_pop(self.job_types, min(timeout, BLOCKING_POP_MAX_SECONDS))
         )
-        stop = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({pop, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            # Stopping: an id popped in the instant before this cancel stays queued in
-            # Postgres, and the reconciler indexes it again.
-            pop.cancel()
-        if not pop.done() or pop.cancelled():
-            return  # stopping
-        if pop.exception() is not None:
+            popped = await self._idle_pop
+        except asyncio.CancelledError:
+            if self._stopping.is_set() and not _cancelling():
+                return  # stop() cancelled the pop, not someone this task
+            raise
+        except Exception:
             # Redis trouble (the next claim_ids meets it and falls back) or a Redis that
             # refuses the command: wait on the wake-up message instead, never spin.
             await self._wait(self._new_work, timeout)
             return
-        popped = pop.result()
+        finally:
+            self._idle_pop = None
         if popped is None:
             return
         try:
             await self._confirm(popped.job_type, [popped.id])
-        except BackendUnavailable:
+        except BackendUnavailable as exc:
             with contextlib.suppress(BackendUnavailable):
                 await self._index.restore_ids(popped.job_type, [popped.id], [popped.score])
+            log.warning(
+                "claim failed; backing off", extra={"action": "claim_jobs", "error": str(exc)}
+            )
+            await self._wait(self._stopping, 0.05)
+        except Exception:  # as in _claim_loop: log loudly, never let the loop die
+            log.exception(
+                "claim failed unexpectedly; backing off",
+                extra={"action": "claim_jobs", "worker_id": self.worker_id},
+            )
+            await self._wait(self._stopping, 1.0)
+        await asyncio.sleep(0)  # let the job start before this loop's next claim
 
     async def _claim(self, free: int) -> tuple[int, int]:
         """Claim up to ``free`` jobs across this worker's types, round-robin so that one busy
@@ -415,7 +438,7 @@ class JobRunnerService(ContractRegistry):
             self._metrics.enqueue_to_start_seconds.labels(job["job_type"]).observe(max(waited, 0))
         attempt = Attempt(uuid.UUID(job["id"]), job["attempts"], job["lease_owner"])
         self._held[attempt.id] = attempt
-        self._ahead.push(job, attempt)
+        self._ahead.push(waiting(job, attempt))
         self._fill_slots()
 
     def _fill_slots(self) -> None:
@@ -450,28 +473,45 @@ class JobRunnerService(ContractRegistry):
         jobs turned out long): another worker may be idle."""
         stale = self._ahead.take_stale()
         if stale:
-            self._chore(self._release(stale))
+            task = asyncio.create_task(self._give_back(stale))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
-    async def _release(self, attempts: list[Attempt]) -> None:
-        """Give claimed, never started jobs back to the queue, attempt not counted."""
-        for _ in range(10):
+    async def _give_back(self, stale: list[Waiting]) -> None:
+        """Release stale claimed-ahead jobs; if Postgres will not take them now, they wait
+        here again (leased, renewed) and start when a slot frees, or go at the next try:
+        never left leased and idle, never run out of order with a counted attempt."""
+        if not await self._release([w.attempt for w in stale]):
+            for w in stale:
+                if self._held.get(w.attempt.id) == w.attempt:
+                    # waiting anew: the next try to give it back is a wait period away
+                    self._ahead.push(dataclasses.replace(w, since=time.monotonic()))
+            self._fill_slots()
+
+    async def _release(self, attempts: list[Attempt]) -> bool:
+        """Give claimed jobs back to the queue, attempt not counted. False when Postgres
+        would not take them within a few seconds (their leases stay held)."""
+        delay = 0.1
+        for _ in range(RELEASE_TRIES):
             try:
                 entries = await self._store.release_jobs(attempts)
                 break
             except BackendUnavailable:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
         else:
             log.error(
-                "could not release jobs; their leases will expire",
+                "could not release jobs now",
                 extra={"action": "release_jobs", "jobs": len(attempts)},
             )
-            return
+            return False
         for attempt in attempts:
             if self._held.get(attempt.id) == attempt:
                 del self._held[attempt.id]
-        with contextlib.suppress(BackendUnavailable):
+        with contextlib.suppress(BackendUnavailable):  # else the reconciler indexes them
             await self._index.add_jobs(entries)
         log.info("released unfinished jobs", extra={"action": "release_jobs", "jobs": len(entries)})
+        return True
 
     def _chore(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -528,10 +568,14 @@ class JobRunnerService(ContractRegistry):
 
     async def _finish_running(self, grace: float) -> None:
         """Give back the jobs claimed ahead, let running jobs finish for ``grace`` seconds,
-        then cancel the rest and give them back too, without counting the attempt."""
+        then cancel the rest and give them back too, without counting the attempt. Jobs
+        Postgres would not take back keep their leases until this process exits; the
+        reconciler rescues them when those expire."""
+        if self._releases:
+            await asyncio.wait(self._releases, timeout=FINAL_FLUSH_SECONDS)
         unstarted = self._ahead.take_all()
         if unstarted:
-            await self._release(unstarted)
+            await self._release([w.attempt for w in unstarted])
         if not self._running:
             return
         tasks = [task for _, task, _ in self._running.values()]
@@ -548,6 +592,12 @@ class JobRunnerService(ContractRegistry):
     async def _wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
+
+
+def _cancelling() -> int:
+    """Whether the current task itself is being cancelled (Task.cancelling, 3.11+)."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
 
 
 def _sooner(a: int, b: int) -> int:

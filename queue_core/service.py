@@ -8,10 +8,11 @@ never loses it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .committed_jobs import channel_name, encode_payloads
@@ -217,7 +218,13 @@ class JobService:
     async def _insert_and_index(self, new_jobs: list[NewJob]) -> list[Job]:
         """One INSERT (committed: the acknowledgement), then the index write, queued for
         the background (one Lua call per job type for everything committed meanwhile)."""
-        jobs = await self.store.insert_jobs(new_jobs)
+        try:
+            jobs = await self.store.insert_jobs(new_jobs)
+        except asyncio.CancelledError:
+            # The caller gave up mid-INSERT: the commit may still have happened. Index the
+            # ids anyway; if the rows never committed, workers drop them at claim time.
+            self._index_writer.submit([_entry_of_new(new) for new in new_jobs])
+            raise
         self._count_enqueued(jobs)
         self._index_writer.submit(_entries(jobs, new_jobs))
         return jobs
@@ -281,6 +288,17 @@ def _entries(jobs: list[Job], new_jobs: list[NewJob]) -> list[IndexEntry]:
         index_entry(job, deferred=new.scheduled_for is not None)
         for job, new in zip(jobs, new_jobs, strict=True)
     ]
+
+
+def _entry_of_new(new: NewJob) -> IndexEntry:
+    """The index entry of a job whose insert did not report back (due now when unset)."""
+    return IndexEntry(
+        id=new.id,
+        job_type=new.job_type,
+        priority=new.priority,
+        scheduled_for=new.scheduled_for or datetime.now(UTC),
+        deferred=new.scheduled_for is not None,
+    )
 
 
 def _fingerprint(job: NewJob) -> str:

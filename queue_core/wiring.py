@@ -89,11 +89,11 @@ async def connect(
     client = create_client(settings.redis_url)
     store = PgStore(pool, claim_pool)
     index = RedisIndex(client, settings.namespace)
+    service = JobService(store, index, metrics=metrics)
     try:
-        service = JobService(store, index, metrics=metrics)
         yield Queue(settings, pool, client, store, index, service, metrics)
-        await service.aclose()
     finally:
+        await service.aclose()  # the jobs created are committed; index them if we can
         await client.aclose()
         await claim_pool.close()
         await pool.close()

@@ -2,6 +2,8 @@
 --
 -- KEYS[1]  {ns:type}:ready      zset (score = rank * 2^41 + due ms, member = id(16))
 -- KEYS[2]  {ns:type}:scheduled  zset (score = due ms, member = id(16) .. rank(2))
+-- KEYS[3]  {ns:type}:wake       zset: gets member 'w' when jobs are scheduled, which wakes
+--          a worker blocked in BZPOPMIN (a scheduled job is not in the ready set yet)
 -- ARGV[1]  the type's wake-up channel
 -- ARGV[2]  how many ready pairs follow (n); then n score/member pairs for the ready set,
 --          then score/member pairs for the scheduled set
@@ -17,6 +19,7 @@ if n_ready > 0 then
 end
 if #ARGV >= first_scheduled then
   added = added + redis.call('ZADD', KEYS[2], unpack(ARGV, first_scheduled, #ARGV))
+  redis.call('ZADD', KEYS[3], 0, 'w')
 end
 redis.call('PUBLISH', ARGV[1], '1')
 return added

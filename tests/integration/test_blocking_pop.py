@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from queue_core import Queue, keys
 from queue_core.ports import PoppedId
-from tests.support.aio import mark_index_complete
+from tests.support.aio import mark_index_complete, running, wait_until
 
 
 async def test_times_out_with_none_when_nothing_is_ready(queue: Queue) -> None:
@@ -51,3 +53,54 @@ async def test_restore_puts_a_popped_id_back_in_its_place(queue: Queue) -> None:
     await queue.index.restore_ids("a", [popped.id], [popped.score])
     again = await queue.index.wait_pop(["a"], 0.5)
     assert again == popped
+
+
+async def test_stop_interrupts_an_idle_workers_blocking_pop(queue: Queue) -> None:
+    await mark_index_complete(queue, "a")
+
+    async def handler(job: dict[str, object]) -> None:
+        return None
+
+    runner = queue.runner()
+    runner.register_handler("a", handler)
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.3)  # idle: blocked in BZPOPMIN for up to a second
+    stopped_at = time.monotonic()
+    runner.stop()
+    await asyncio.wait_for(task, 5)
+    # Functional bound: stop() cancelled the pop instead of waiting for it to time out.
+    assert time.monotonic() - stopped_at < 0.5
+
+
+async def test_indexing_a_scheduled_job_wakes_a_blocked_pop(queue: Queue) -> None:
+    await mark_index_complete(queue, "a")
+    waiter = asyncio.create_task(queue.index.wait_pop(["a"], 2.0))
+    await asyncio.sleep(0.1)
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    await queue.job_service.create("a", {}, scheduled_for=when)
+    # None, at once: not a job (it is not due), but the signal to claim and time it.
+    assert await asyncio.wait_for(waiter, 0.5) is None
+
+
+async def test_idle_worker_starts_a_job_scheduled_meanwhile_on_time(queue: Queue) -> None:
+    await mark_index_complete(queue, "a")
+    started: list[datetime] = []
+
+    async def handler(job: dict[str, object]) -> None:
+        started.append(datetime.now(UTC))
+
+    runner = queue.runner()
+    runner.register_handler("a", handler)
+    async with running(runner):
+        await asyncio.sleep(0.2)  # idle, blocked in BZPOPMIN for up to a second
+        due = datetime.now(UTC) + timedelta(milliseconds=200)
+        await queue.job_service.create("a", {}, scheduled_for=due)
+        await wait_until(lambda: _true(bool(started)), timeout=5)
+    # Functional bound: woken to time the promotion, not left blocked until the pop's
+    # one-second timeout.
+    late = (started[0] - due).total_seconds()
+    assert -0.01 <= late < 0.4, late
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from queue_core import JobRunnerService, Queue
+import pytest
+
+from queue_core import BackendUnavailable, JobRunnerService, Queue
 from tests.support.aio import mark_index_complete, running, wait_until
 
 
@@ -111,3 +113,39 @@ async def test_no_claiming_ahead_when_prefetch_is_zero(queue: Queue) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_stale_jobs_postgres_will_not_take_back_wait_and_run_here(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the release of stale claimed-ahead jobs fails, they are neither dropped (their
+    leases renewed with nobody to run them) nor lost: they wait here again and run."""
+    from queue_core import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "RELEASE_TRIES", 1)
+    jobs = [await queue.job_service.create("slow", {"n": n}) for n in range(3)]
+    await mark_index_complete(queue, "slow")
+    release_first = asyncio.Event()
+    ran: list[str] = []
+
+    async def handle(job: dict[str, Any]) -> dict[str, Any]:
+        ran.append(job["id"])
+        if job["id"] == jobs[0]["id"]:
+            await release_first.wait()
+        return {}
+
+    async def refuse(attempts: Any) -> Any:
+        raise BackendUnavailable("postgres", "refusing releases in this test")
+
+    busy = worker(queue, 1, prefetch=2)
+    monkeypatch.setattr(busy._store, "release_jobs", refuse)
+    busy.register_handler("slow", handle)
+    async with running(busy):
+        await wait_until(lambda: _true(ran == [jobs[0]["id"]]))
+        await asyncio.sleep(1.3)  # stale after 1 s; the release fails
+        held = await statuses(queue)
+        assert all(held[j["id"]] == ("running", 1) for j in jobs[1:]), held
+        release_first.set()
+        await wait_until(lambda: _true(len(ran) == 3), timeout=5)
+    final = await statuses(queue)
+    assert sorted(final.values()) == [("succeeded", 1)] * 3

@@ -400,7 +400,7 @@ async def test_reconciler_detects_lost_index_and_marks_it_rebuilt(queue: Queue) 
     await settle(queue, "alpha", "beta")
     for t in ("alpha", "beta"):
         assert await queue.redis.exists(tkeys(queue, t).epoch) == 1
-    assert await delete_namespace_keys(queue) == 5  # 3 sets + 2 epochs
+    assert await delete_namespace_keys(queue) == 6  # 3 sets + 2 epochs + alpha's wake set
 
     result = await queue.reconciler().run_once()
 

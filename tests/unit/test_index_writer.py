@@ -69,3 +69,19 @@ async def test_close_gives_up_after_its_timeout(caplog: pytest.LogCaptureFixture
     writer.submit([entry()])
     await writer.close(0.05)
     assert "reconciler will index them" in caplog.text
+
+
+async def test_flush_waits_for_the_write_in_flight() -> None:
+    index = GatedIndex()
+    writer = IndexWriter(index)  # type: ignore[arg-type]
+    first = entry()
+    writer.submit([first])
+    await asyncio.sleep(0)
+    flushing = asyncio.create_task(writer.flush())
+    later = entry()
+    writer.submit([later])  # queued behind the write in flight
+    await asyncio.sleep(0.01)
+    assert not flushing.done()
+    index.gate.set()
+    await asyncio.wait_for(flushing, 1)
+    assert index.calls[0] == [first]

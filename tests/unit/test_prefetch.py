@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from queue_core.ports import Attempt
-from queue_core.prefetch import ClaimedAhead
+from queue_core.prefetch import ClaimedAhead, Waiting, waiting
 
 
 def attempt() -> Attempt:
@@ -45,24 +46,33 @@ def test_a_job_running_long_stops_claiming_ahead_before_it_ends() -> None:
     assert ahead.allowance() == 20
 
 
-def test_waiting_jobs_come_out_in_claim_order() -> None:
+def claimed(priority: int = 0, due: datetime | None = None) -> Waiting:
+    a = attempt()
+    job = {"id": str(a.id), "priority": priority, "scheduled_for": due or datetime.now(UTC)}
+    return waiting(job, a)
+
+
+def test_waiting_jobs_start_best_first_even_when_claimed_later() -> None:
     ahead = ClaimedAhead(limit=5, max_job_seconds=0.02, max_wait_seconds=1.0)
-    attempts = [attempt() for _ in range(3)]
-    for a in attempts:
-        ahead.push({"id": str(a.id)}, a)
+    t = datetime.now(UTC)
+    first_claim = [claimed(0, t), claimed(0, t)]  # uuid4s: order the ids explicitly
+    first_claim.sort()
+    late_but_urgent = claimed(5, t + timedelta(seconds=1))
+    for w in [*first_claim, late_but_urgent]:
+        ahead.push(w)
     assert len(ahead) == 3
-    popped = [ahead.pop() for _ in range(3)]
-    assert [w.attempt for w in popped if w is not None] == attempts
+    assert [ahead.pop() for _ in range(3)] == [late_but_urgent, *first_claim]
     assert ahead.pop() is None
 
 
-def test_jobs_that_waited_too_long_are_taken_back_oldest_first() -> None:
+def test_jobs_that_waited_too_long_are_taken_back() -> None:
     ahead = ClaimedAhead(limit=5, max_job_seconds=0.02, max_wait_seconds=0.05)
-    old = attempt()
-    ahead.push({}, old)
+    old = claimed(priority=-1)
+    ahead.push(old)
     time.sleep(0.06)
-    fresh = attempt()
-    ahead.push({}, fresh)
+    fresh = claimed(priority=-5)
+    ahead.push(fresh)
+    assert ahead.seconds_until_stale() == 0
     assert ahead.take_stale() == [old]
     assert len(ahead) == 1
     wait = ahead.seconds_until_stale()
@@ -73,8 +83,8 @@ def test_jobs_that_waited_too_long_are_taken_back_oldest_first() -> None:
 
 def test_discard_forgets_one_job() -> None:
     ahead = ClaimedAhead(limit=5, max_job_seconds=0.02, max_wait_seconds=1.0)
-    a, b = attempt(), attempt()
-    ahead.push({}, a)
-    ahead.push({}, b)
-    ahead.discard(a.id)
-    assert ahead.take_all() == [b]
+    a, b = claimed(1), claimed(2)
+    ahead.push(a)
+    ahead.push(b)
+    ahead.discard(b.attempt.id)
+    assert ahead.take_all() == [a]

@@ -12,13 +12,13 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from .errors import BackendUnavailable, DuplicateJob, InvalidJob
-from .models import NewJob
+from .models import PRIORITY_MIN, NewJob
 from .ports import Attempt, IndexEntry, Job
 from .queries import Q
 
@@ -132,7 +132,9 @@ def new_job_row(job: NewJob, inserted: asyncpg.Record) -> Job:
         "priority": job.priority,
         "attempts": 0,
         "max_retries": job.max_retries,
-        "scheduled_for": inserted["scheduled_for"],
+        "scheduled_for": (
+            job.scheduled_for.astimezone(UTC) if job.scheduled_for else inserted["scheduled_for"]
+        ),
         "created_at": inserted["created_at"],
         "started_at": None,
         "finished_at": None,
@@ -190,7 +192,7 @@ class PgStore:
                 assert row is not None  # INSERT ... RETURNING always returns the row
                 rows = [row]
             else:
-                rows = await target.fetch(
+                decided = await target.fetchrow(
                     Q.insert_jobs,
                     [j.id for j in jobs],
                     [j.job_type for j in jobs],
@@ -200,6 +202,8 @@ class PgStore:
                     [j.max_retries for j in jobs],
                     [j.scheduled_for for j in jobs],
                 )
+                assert decided is not None and decided["inserted"] == len(jobs)
+                rows = [decided] * len(jobs)
         return [new_job_row(j, r) for j, r in zip(jobs, rows, strict=True)]
 
     async def insert_job_once(
@@ -408,10 +412,17 @@ class PgStore:
         return [r["job_type"] for r in rows]
 
     async def queued_jobs_page(
-        self, job_type: str, after: uuid.UUID, limit: int
+        self, job_type: str, after: IndexEntry | None, limit: int
     ) -> list[IndexEntry]:
+        """A type's queued jobs in claim order, ``limit`` at a time: pass the last entry
+        of the previous page as ``after`` (None for the first page)."""
+        cursor = (
+            (-after.priority, after.scheduled_for, after.id)
+            if after is not None
+            else (PRIORITY_MIN - 1, datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+        )
         async with translate_errors():
-            rows = await self.pool.fetch(Q.queued_jobs_page, job_type, after, limit)
+            rows = await self.pool.fetch(Q.queued_jobs_page, job_type, *cursor, limit)
         return [_index_entry(r) for r in rows]
 
     @asynccontextmanager

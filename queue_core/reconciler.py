@@ -184,10 +184,10 @@ class Reconciler:
                 result.retention_deleted += deleted
 
     async def _reindex_type(self, job_type: str, result: ReconcileResult) -> None:
-        after = uuid.UUID(int=0)
+        after = None
         now_ms = self._clock.now_ms()
         while page := await self.store.queued_jobs_page(job_type, after, self.page_size):
-            after = page[-1].id
+            after = page[-1]
             scores = await self.repair.scores_of(job_type, page)
             plan = _RepairPlan()
             for entry, indexed in zip(page, scores, strict=True):

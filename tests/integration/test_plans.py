@@ -4,6 +4,7 @@ stale ones a queue table usually has (bulk enqueue outruns autovacuum's ANALYZE)
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -96,11 +97,19 @@ async def test_fallback_claim_and_lease_rescue_use_their_partial_indexes_at_a_1m
     queue, _, _ = backlog
     await queue.pool.execute("ANALYZE jobs")
     claim = await explain(queue, "claim_jobs_from_postgres", ("bulk", 10, "w3", 30.0))
-    assert "jobs_queued_claim_order_idx" in claim, claim
+    assert "jobs_queued_idx" in claim, claim
     rescue = await explain(queue, "rescue_expired_leases", (100, 1.0, 60.0))
     assert "jobs_running_lease_idx" in rescue, rescue
-    page = await explain(queue, "queued_jobs_page", ("bulk", uuid.UUID(int=0), 1000))
-    assert "jobs_queued_by_type_idx" in page, page
+    start = (-1001, datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+    page = await explain(queue, "queued_jobs_page", ("bulk", *start, 1000))
+    assert "jobs_queued_idx" in page, page
+    assert "Index Cond" in page and "Sort" not in page, page  # a range scan, in order
+    middle = await queue.pool.fetchrow(
+        "SELECT priority, scheduled_for, id FROM jobs WHERE status = 'queued' "
+        "ORDER BY -priority, scheduled_for, id OFFSET 500000 LIMIT 1")
+    cursor = (-middle["priority"], middle["scheduled_for"], middle["id"])
+    later = await explain(queue, "queued_jobs_page", ("bulk", *cursor, 1000))
+    assert "jobs_queued_idx" in later and "Sort" not in later, later
     newest = uuid.UUID(int=2**128 - 1)
     listing = await explain(queue, "list_jobs_of_user", ("u1", newest, None, None, 50))
     assert "jobs_owned_by_user_idx" in listing, listing

@@ -69,9 +69,8 @@ async def test_jobs_claimed_ahead_behind_a_long_job_go_to_another_worker(queue: 
     assert all(final[j["id"]] == ("succeeded", 1) for j in others)
 
 
-async def test_stopping_worker_gives_back_jobs_claimed_ahead(queue: Queue) -> None:
-    jobs = [await queue.job_service.create("stuck", {"n": n}) for n in range(3)]
-    await mark_index_complete(queue, "stuck")
+async def stuck_worker(queue: Queue, prefetch: int) -> tuple[JobRunnerService, asyncio.Event]:
+    """One slot, taken by the first job for a minute; ``prefetch`` more may be claimed."""
     started = asyncio.Event()
 
     async def stuck(job: dict[str, Any]) -> dict[str, Any]:
@@ -79,8 +78,15 @@ async def test_stopping_worker_gives_back_jobs_claimed_ahead(queue: Queue) -> No
         await asyncio.sleep(60)
         return {}
 
-    runner = worker(queue, 1, prefetch=2, shutdown_grace_seconds=0.1)
+    runner = worker(queue, 1, prefetch=prefetch, shutdown_grace_seconds=0.1)
     runner.register_handler("stuck", stuck)
+    return runner, started
+
+
+async def test_stopping_worker_gives_back_jobs_claimed_ahead(queue: Queue) -> None:
+    jobs = [await queue.job_service.create("stuck", {"n": n}) for n in range(3)]
+    await mark_index_complete(queue, "stuck")
+    runner, started = await stuck_worker(queue, prefetch=2)
     async with running(runner):
         await asyncio.wait_for(started.wait(), 5)
         held = await statuses(queue)
@@ -95,24 +101,12 @@ async def test_no_claiming_ahead_when_prefetch_is_zero(queue: Queue) -> None:
     for n in range(3):
         await queue.job_service.create("stuck", {"n": n})
     await mark_index_complete(queue, "stuck")
-    started = asyncio.Event()
-
-    async def stuck(job: dict[str, Any]) -> dict[str, Any]:
-        started.set()
-        await asyncio.sleep(60)
-        return {}
-
-    runner = worker(queue, 1, prefetch=0, shutdown_grace_seconds=0.1)
-    runner.register_handler("stuck", stuck)
+    runner, started = await stuck_worker(queue, prefetch=0)
     async with running(runner):
         await asyncio.wait_for(started.wait(), 5)
         await asyncio.sleep(0.2)
         held = await statuses(queue)
         assert sorted(held.values()) == [("queued", 0), ("queued", 0), ("running", 1)]
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_stale_jobs_postgres_will_not_take_back_wait_and_run_here(
@@ -149,3 +143,7 @@ async def test_stale_jobs_postgres_will_not_take_back_wait_and_run_here(
         await wait_until(lambda: _true(len(ran) == 3), timeout=5)
     final = await statuses(queue)
     assert sorted(final.values()) == [("succeeded", 1)] * 3
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -399,11 +399,13 @@ class JobRunnerService(ContractRegistry):
             job_type, ids, self._next_lease_owner(), self.settings.lease_seconds
         )
         by_id = {job["id"]: job for job in jobs}
+        unconfirmed = []
         for job_id in ids:  # pop order is claim order
             job = by_id.get(str(job_id))
             if job is not None:
-                self._start(job, "redis")
-        unconfirmed = [i for i in ids if str(i) not in by_id]
+                self._start(job, "redis", job_id)
+            else:
+                unconfirmed.append(job_id)
         if unconfirmed:
             await self._reindex_still_queued(unconfirmed)
         return len(jobs)
@@ -431,12 +433,13 @@ class JobRunnerService(ContractRegistry):
         self._claims += 1
         return f"{self.worker_id}/{self._claims}"
 
-    def _start(self, job: Job, source: str) -> None:
+    def _start(self, job: Job, source: str, job_id: uuid.UUID | None = None) -> None:
         if self._metrics is not None:
             self._metrics.claimed.labels(job["job_type"], source).inc()
             waited = (job["started_at"] - job["scheduled_for"]).total_seconds()
             self._metrics.enqueue_to_start_seconds.labels(job["job_type"]).observe(max(waited, 0))
-        attempt = Attempt(uuid.UUID(job["id"]), job["attempts"], job["lease_owner"])
+        job_id = job_id or uuid.UUID(job["id"])  # the caller's, when it has it: no parse
+        attempt = Attempt(job_id, job["attempts"], job["lease_owner"])
         self._held[attempt.id] = attempt
         self._ahead.push(waiting(job, attempt))
         self._fill_slots()

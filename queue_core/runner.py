@@ -1,15 +1,11 @@
-"""JobRunnerService: the worker. Claims jobs through the Redis index, confirms them in
-Postgres, runs their handlers, and records outcomes in batches.
+"""JobRunnerService: the worker. Claims jobs (claimer.py: through the Redis index,
+confirmed in Postgres), runs their handlers, and records outcomes in batches.
 
-The claim path, in full:
-1. ``index.claim_ids`` pops due ids (Lua, atomic: each id goes to one worker);
-2. ``store.claim_jobs`` confirms them in one conditional UPDATE (queued → running, under
-   this worker's lease); ids Postgres does not confirm are dropped, or re-indexed when
-   Postgres says they are still queued (e.g. not due yet);
-3. each confirmed job runs in its own task; its outcome goes to the OutcomeBuffer.
-An idle worker waits in a Redis blocking pop (BZPOPMIN) that hands it the next indexed id,
-for at most a second or until the next scheduled job is due; never on a fixed poll. While
-it claims from Postgres, a pub/sub wake-up message stands in.
+1. the claim loop asks the Claimer for as many jobs as it has room for: free slots, plus
+   the claim-ahead room while jobs are short (prefetch.py);
+2. each confirmed job waits in ClaimedAhead until a slot frees, then runs in its own task;
+3. its outcome goes to the OutcomeBuffer; the heartbeat renews every lease it holds.
+An idle worker waits for work in the Claimer (a Redis blocking pop), never on a fixed poll.
 """
 
 from __future__ import annotations
@@ -23,33 +19,28 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from .clock import ServerClock
+from .claimer import Claimer
 from .contracts import ContractRegistry
 from .errors import BackendUnavailable, HandlerNotFound
 from .executor import Outcome, execute
 from .metrics import Metrics
 from .outcomes import OutcomeBuffer
-from .ports import Attempt, Job, JobStore, PoppedId, ReadyIndex
+from .ports import Attempt, Job, JobStore, ReadyIndex
 from .prefetch import ClaimedAhead, Waiting, waiting
 from .retry import RetryPolicy
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-REDIS_RETRY_SECONDS = 1.0
-"""While claiming from Postgres, try Redis again this often."""
 FINAL_FLUSH_SECONDS = 10.0
 """A stopping worker tries this long to write its last outcomes."""
 RELEASE_TRIES = 8
 """Tries to give jobs back (backoff 0.1 s doubling to 1 s: about 5 s in all)."""
 IDLE_WAIT_MIN_SECONDS = 0.01
 """Shortest idle wait: a BZPOPMIN timeout rounded down to 0 would block without end."""
-BLOCKING_POP_MAX_SECONDS = 1.0
-"""An idle worker's blocking pop returns at least this often (below the client's socket
-timeout), so that it re-checks the index epoch and scheduled jobs with a full claim."""
 PREFETCH_MAX_WAIT_SECONDS = 1.0
 """A job claimed ahead that waited this long for a slot goes back to the queue."""
 
@@ -83,7 +74,6 @@ class JobRunnerService(ContractRegistry):
         self._policy = RetryPolicy(
             self.settings.retry_base_seconds, self.settings.retry_cap_seconds
         )
-        self._clock = ServerClock()
         # id -> (attempt, its task, job type)
         self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None], str]] = {}
         self._held: dict[uuid.UUID, Attempt] = {}  # claimed, until its outcome is written
@@ -96,15 +86,20 @@ class JobRunnerService(ContractRegistry):
         self._new_work = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._round_robin = 0
-        self._idle_pop: asyncio.Future[PoppedId | None] | None = None  # see _idle
-        self._claims = 0  # numbers this worker's claims (see _next_lease_owner)
-        self._postgres_until: dict[str, float] = {}  # job type -> monotonic time to retry Redis
-        self._degraded: set[str] = set()  # types claimed from Postgres now (logged once)
-        self._rebuilding: set[str] = set()
         self._chores: set[asyncio.Task[None]] = set()
         self._releases: set[asyncio.Task[None]] = set()  # stale claimed-ahead jobs going back
-        self._rebuild_index = rebuild_index
+        self._claimer = Claimer(
+            store,
+            index,
+            self.settings,
+            self.worker_id,
+            begin=self._start,
+            spawn=self._chore,
+            new_work=self._new_work,
+            stopping=self._stopping,
+            rebuild_index=rebuild_index,
+            metrics=metrics,
+        )
         self._index_committed_jobs = index_committed_jobs
         self._metrics = metrics
         self._outcomes = OutcomeBuffer(
@@ -129,8 +124,7 @@ class JobRunnerService(ContractRegistry):
         """Ask run() to stop claiming, let running jobs finish (up to the grace period),
         release the rest, flush outcomes and return."""
         self._stopping.set()
-        if self._idle_pop is not None:
-            self._idle_pop.cancel()
+        self._claimer.interrupt()
         self._new_work.set()
         self._slot_freed.set()
 
@@ -186,7 +180,7 @@ class JobRunnerService(ContractRegistry):
         delay = 0.1
         while True:
             try:
-                await self._clock.sync(self._store)
+                await self._claimer.clock.sync(self._store)
                 return
             except BackendUnavailable as exc:
                 log.warning(
@@ -216,7 +210,7 @@ class JobRunnerService(ContractRegistry):
                 continue
             self._new_work.clear()
             try:
-                started, wait_ms = await self._claim(free)
+                started, wait_ms = await self._claimer.claim(self.job_types, free)
             except BackendUnavailable as exc:
                 log.warning(
                     "claim failed; backing off", extra={"action": "claim_jobs", "error": str(exc)}
@@ -241,197 +235,7 @@ class JobRunnerService(ContractRegistry):
                 timeout = min(timeout, wait_ms / 1000.0)
             if stale_in is not None:
                 timeout = min(timeout, stale_in)
-            await self._idle(max(timeout, IDLE_WAIT_MIN_SECONDS))
-
-    async def _idle(self, timeout: float) -> None:
-        """Nothing to claim: wait for work. Through Redis, in a blocking pop that hands the
-        next indexed id straight to this worker, which confirms and starts it (one round
-        trip less than a wake-up message followed by a claim). While some type is claimed
-        from Postgres, on the wake-up event with the fallback's poll."""
-        now = time.monotonic()
-        if any(now < self._postgres_until.get(t, 0.0) for t in self.job_types):
-            await self._wait(self._new_work, timeout)
-            return
-        # A task of its own so that stop() can cancel it. An id popped in the instant
-        # before that cancel stays queued in Postgres, and the reconciler indexes it again.
-        self._idle_pop = asyncio.ensure_future(
-            self._index.wait_pop(self.job_types, min(timeout, BLOCKING_POP_MAX_SECONDS))
-        )
-        try:
-            popped = await self._idle_pop
-        except asyncio.CancelledError:
-            if self._stopping.is_set() and not _cancelling():
-                return  # stop() cancelled the pop, not someone this task
-            raise
-        except Exception:
-            # Redis trouble (the next claim_ids meets it and falls back) or a Redis that
-            # refuses the command: wait on the wake-up message instead, never spin.
-            await self._wait(self._new_work, timeout)
-            return
-        finally:
-            self._idle_pop = None
-        if popped is None:
-            return
-        try:
-            await self._confirm(popped.job_type, [popped.id])
-        except BackendUnavailable as exc:
-            with contextlib.suppress(BackendUnavailable):
-                await self._index.restore_ids(popped.job_type, [popped.id], [popped.score])
-            log.warning(
-                "claim failed; backing off", extra={"action": "claim_jobs", "error": str(exc)}
-            )
-            await self._wait(self._stopping, 0.05)
-        except Exception:  # as in _claim_loop: log loudly, never let the loop die
-            log.exception(
-                "claim failed unexpectedly; backing off",
-                extra={"action": "claim_jobs", "worker_id": self.worker_id},
-            )
-            await self._wait(self._stopping, 1.0)
-        await asyncio.sleep(0)  # let the job start before this loop's next claim
-
-    async def _claim(self, free: int) -> tuple[int, int]:
-        """Claim up to ``free`` jobs across this worker's types, round-robin so that one busy
-        type cannot starve the others. Returns (jobs started, ms until more work is due)."""
-        types = self.job_types
-        self._round_robin = (self._round_robin + 1) % len(types)
-        started, wait_ms = 0, -1
-        now_ms = self._clock.now_ms()
-        for job_type in types[self._round_robin :] + types[: self._round_robin]:
-            want = min(free - started, self.settings.claim_batch_max)
-            if want <= 0:
-                break
-            n, wait = await self._claim_type(job_type, want, now_ms)
-            started += n
-            wait_ms = _sooner(wait_ms, wait)
-        return started, wait_ms
-
-    async def _claim_type(self, job_type: str, want: int, now_ms: int) -> tuple[int, int]:
-        """Through Redis normally; straight from Postgres while Redis is unreachable or this
-        type's index is being rebuilt."""
-        if time.monotonic() < self._postgres_until.get(job_type, 0.0):
-            return await self._claim_from_postgres(job_type, want)
-        try:
-            popped = await self._index.claim_ids(job_type, now_ms, want)
-        except BackendUnavailable as exc:
-            self._use_postgres(job_type, f"redis unreachable: {exc.detail}")
-            return await self._claim_from_postgres(job_type, want)
-        if popped.index_lost:
-            self._use_postgres(job_type, "redis index not marked complete; rebuilding it")
-            self._request_rebuild(job_type)
-            return await self._claim_from_postgres(job_type, want)
-        if job_type in self._degraded:
-            self._degraded.discard(job_type)
-            if self._metrics is not None:
-                self._metrics.redis_fallback.labels(job_type).set(0)
-            log.warning(
-                "claiming through redis again",
-                extra={
-                    "action": "claim_mode",
-                    "job_type": job_type,
-                    "mode": "redis",
-                    "worker_id": self.worker_id,
-                },
-            )
-        if not popped.ids:
-            return 0, popped.wait_ms
-        try:
-            started = await self._confirm(job_type, popped.ids)
-        except BackendUnavailable:
-            # Postgres never saw these ids claimed: put them back rather than leave them to
-            # the reconciler.
-            with contextlib.suppress(BackendUnavailable):
-                await self._index.restore_ids(job_type, popped.ids, popped.scores)
-            raise
-        return started, popped.wait_ms
-
-    async def _claim_from_postgres(self, job_type: str, want: int) -> tuple[int, int]:
-        jobs = await self._store.claim_jobs_from_postgres(
-            job_type, want, self._next_lease_owner(), self.settings.lease_seconds
-        )
-        for job in jobs:
-            self._start(job, "postgres")
-        poll_ms = int(self.settings.fallback_poll_seconds * 1000)
-        return len(jobs), (0 if len(jobs) == want else poll_ms)
-
-    def _use_postgres(self, job_type: str, reason: str) -> None:
-        self._postgres_until[job_type] = time.monotonic() + REDIS_RETRY_SECONDS
-        if job_type not in self._degraded:
-            self._degraded.add(job_type)
-            if self._metrics is not None:
-                self._metrics.redis_fallback.labels(job_type).set(1)
-            log.warning(
-                "claiming straight from postgres",
-                extra={
-                    "action": "claim_mode",
-                    "job_type": job_type,
-                    "mode": "postgres",
-                    "reason": reason,
-                    "worker_id": self.worker_id,
-                },
-            )
-
-    def _request_rebuild(self, job_type: str) -> None:
-        """Rebuild the lost index in the background (one rebuild at a time), then go back
-        to Redis at the next claim."""
-        rebuild_index = self._rebuild_index
-        if rebuild_index is None or job_type in self._rebuilding:
-            return
-        self._rebuilding.add(job_type)
-
-        async def rebuild() -> None:
-            try:
-                result = await rebuild_index([job_type])
-                if not getattr(result, "skipped", False):
-                    self._postgres_until[job_type] = 0.0
-                    self._new_work.set()  # claim through the rebuilt index right away
-            except BackendUnavailable as exc:
-                log.warning(
-                    "index rebuild failed",
-                    extra={"action": "rebuild_index", "job_type": job_type, "error": str(exc)},
-                )
-            finally:
-                self._rebuilding.discard(job_type)
-
-        self._chore(rebuild())
-
-    async def _confirm(self, job_type: str, ids: Sequence[uuid.UUID]) -> int:
-        jobs = await self._store.claim_jobs(
-            job_type, ids, self._next_lease_owner(), self.settings.lease_seconds
-        )
-        by_id = {job["id"]: job for job in jobs}
-        unconfirmed = []
-        for job_id in ids:  # pop order is claim order
-            job = by_id.get(str(job_id))
-            if job is not None:
-                self._start(job, "redis", job_id)
-            else:
-                unconfirmed.append(job_id)
-        if unconfirmed:
-            await self._reindex_still_queued(unconfirmed)
-        return len(jobs)
-
-    async def _reindex_still_queued(self, ids: list[uuid.UUID]) -> None:
-        """Postgres refused some popped ids: finished or cancelled ones are simply dropped;
-        ones still queued (not due yet by Postgres' clock) go back to the index."""
-        entries = await self._store.find_queued_jobs(ids)
-        log.debug(
-            "dropped ids postgres did not confirm",
-            extra={
-                "action": "claim_jobs",
-                "dropped": len(ids) - len(entries),
-                "reindexed": len(entries),
-            },
-        )
-        if entries:
-            with contextlib.suppress(BackendUnavailable):
-                await self._index.add_jobs(entries)
-
-    def _next_lease_owner(self) -> str:
-        """The lease owner of one claim: this worker's id and the claim's number, so that
-        no two claims, even of the same job with the same attempt number (a claim lost in
-        a Postgres crash and made again), share a fence."""
-        self._claims += 1
-        return f"{self.worker_id}/{self._claims}"
+            await self._claimer.idle(self.job_types, max(timeout, IDLE_WAIT_MIN_SECONDS))
 
     def _start(self, job: Job, source: str, job_id: uuid.UUID | None = None) -> None:
         if self._metrics is not None:
@@ -595,18 +399,3 @@ class JobRunnerService(ContractRegistry):
     async def _wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-
-
-def _cancelling() -> int:
-    """Whether the current task itself is being cancelled (Task.cancelling, 3.11+)."""
-    task = asyncio.current_task()
-    return task.cancelling() if task is not None else 0
-
-
-def _sooner(a: int, b: int) -> int:
-    """Combine two wait_ms values: 0 (work now) wins, -1 means nothing is scheduled."""
-    if a < 0:
-        return b
-    if b < 0:
-        return a
-    return min(a, b)

@@ -1,0 +1,292 @@
+"""Claimer: how a worker claims jobs, and how an idle worker waits for them.
+
+Normally through Redis: ``index.claim_ids`` pops due ids (Lua, atomic: each id goes to one
+worker) and ``store.claim_jobs`` confirms them in one conditional UPDATE (queued → running,
+under a lease owned by this claim); ids Postgres does not confirm are dropped, or re-indexed
+when Postgres says they are still queued (e.g. not due yet). An idle worker waits in a
+blocking pop (BZPOPMIN) that hands it the next indexed id.
+
+Straight from Postgres (``FOR UPDATE SKIP LOCKED``, same order) while Redis is unreachable
+or a type's index was lost and is being rebuilt; an idle worker then waits for the pub/sub
+wake-up message or the fallback's poll.
+
+Every confirmed job goes to ``begin(job, source, job_id)``, the runner's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from .clock import ServerClock
+from .errors import BackendUnavailable
+from .metrics import Metrics
+from .ports import Job, JobStore, PoppedId, ReadyIndex
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+REDIS_RETRY_SECONDS = 1.0
+"""While claiming from Postgres, try Redis again this often."""
+BLOCKING_POP_MAX_SECONDS = 1.0
+"""An idle worker's blocking pop returns at least this often (below the client's socket
+timeout), so that it re-checks the index epoch and scheduled jobs with a full claim."""
+
+Begin = Callable[[Job, str, "uuid.UUID | None"], None]
+RebuildIndex = Callable[[list[str]], Awaitable[object]]
+
+
+class Claimer:
+    def __init__(
+        self,
+        store: JobStore,
+        index: ReadyIndex,
+        settings: Settings,
+        worker_id: str,
+        *,
+        begin: Begin,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        new_work: asyncio.Event,
+        stopping: asyncio.Event,
+        rebuild_index: RebuildIndex | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """``begin`` takes each confirmed job; ``spawn`` runs a background chore (index
+        rebuilds); ``new_work`` is set by the wake-up listener; ``stopping`` by the runner's
+        stop()."""
+        self.settings = settings
+        self.worker_id = worker_id
+        self.clock = ServerClock()
+        self._store = store
+        self._index = index
+        self._begin = begin
+        self._spawn = spawn
+        self._new_work = new_work
+        self._stopping = stopping
+        self._rebuild_index = rebuild_index
+        self._metrics = metrics
+        self._round_robin = 0
+        self._claims = 0  # numbers this worker's claims (see _next_lease_owner)
+        self._postgres_until: dict[str, float] = {}  # job type -> monotonic time to retry Redis
+        self._degraded: set[str] = set()  # types claimed from Postgres now (logged once)
+        self._rebuilding: set[str] = set()
+        self._idle_pop: asyncio.Future[PoppedId | None] | None = None  # see idle()
+
+    def interrupt(self) -> None:
+        """Stop waiting in idle() now (the worker is stopping)."""
+        if self._idle_pop is not None:
+            self._idle_pop.cancel()
+
+    async def idle(self, job_types: list[str], timeout: float) -> None:
+        """Nothing to claim: wait for work. Through Redis, in a blocking pop that hands the
+        next indexed id straight to this worker, which confirms and starts it (one round
+        trip less than a wake-up message followed by a claim). While some type is claimed
+        from Postgres, on the wake-up event with the fallback's poll."""
+        now = time.monotonic()
+        if any(now < self._postgres_until.get(t, 0.0) for t in job_types):
+            await self._wait(self._new_work, timeout)
+            return
+        # A task of its own so that interrupt() can cancel it. An id popped in the instant
+        # before that cancel stays queued in Postgres, and the reconciler indexes it again.
+        self._idle_pop = asyncio.ensure_future(
+            self._index.wait_pop(job_types, min(timeout, BLOCKING_POP_MAX_SECONDS))
+        )
+        try:
+            popped = await self._idle_pop
+        except asyncio.CancelledError:
+            if self._stopping.is_set() and not _cancelling():
+                return  # interrupt() cancelled the pop, not someone this task
+            raise
+        except Exception:
+            # Redis trouble (the next claim_ids meets it and falls back) or a Redis that
+            # refuses the command: wait on the wake-up message instead, never spin.
+            await self._wait(self._new_work, timeout)
+            return
+        finally:
+            self._idle_pop = None
+        if popped is None:
+            return
+        try:
+            await self._confirm(popped.job_type, [popped.id])
+        except BackendUnavailable as exc:
+            with contextlib.suppress(BackendUnavailable):
+                await self._index.restore_ids(popped.job_type, [popped.id], [popped.score])
+            log.warning(
+                "claim failed; backing off", extra={"action": "claim_jobs", "error": str(exc)}
+            )
+            await self._wait(self._stopping, 0.05)
+        except Exception:  # as in the runner's claim loop: log loudly, never let it die
+            log.exception(
+                "claim failed unexpectedly; backing off",
+                extra={"action": "claim_jobs", "worker_id": self.worker_id},
+            )
+            await self._wait(self._stopping, 1.0)
+        await asyncio.sleep(0)  # let the job start before this loop's next claim
+
+    async def claim(self, types: list[str], free: int) -> tuple[int, int]:
+        """Claim up to ``free`` jobs across these types, round-robin so that one busy type
+        cannot starve the others. Returns (jobs started, ms until more work is due)."""
+        self._round_robin = (self._round_robin + 1) % len(types)
+        started, wait_ms = 0, -1
+        now_ms = self.clock.now_ms()
+        for job_type in types[self._round_robin :] + types[: self._round_robin]:
+            want = min(free - started, self.settings.claim_batch_max)
+            if want <= 0:
+                break
+            n, wait = await self._claim_type(job_type, want, now_ms)
+            started += n
+            wait_ms = _sooner(wait_ms, wait)
+        return started, wait_ms
+
+    async def _claim_type(self, job_type: str, want: int, now_ms: int) -> tuple[int, int]:
+        """Through Redis normally; straight from Postgres while Redis is unreachable or this
+        type's index is being rebuilt."""
+        if time.monotonic() < self._postgres_until.get(job_type, 0.0):
+            return await self._claim_from_postgres(job_type, want)
+        try:
+            popped = await self._index.claim_ids(job_type, now_ms, want)
+        except BackendUnavailable as exc:
+            self._use_postgres(job_type, f"redis unreachable: {exc.detail}")
+            return await self._claim_from_postgres(job_type, want)
+        if popped.index_lost:
+            self._use_postgres(job_type, "redis index not marked complete; rebuilding it")
+            self._request_rebuild(job_type)
+            return await self._claim_from_postgres(job_type, want)
+        if job_type in self._degraded:
+            self._degraded.discard(job_type)
+            if self._metrics is not None:
+                self._metrics.redis_fallback.labels(job_type).set(0)
+            log.warning(
+                "claiming through redis again",
+                extra={
+                    "action": "claim_mode",
+                    "job_type": job_type,
+                    "mode": "redis",
+                    "worker_id": self.worker_id,
+                },
+            )
+        if not popped.ids:
+            return 0, popped.wait_ms
+        try:
+            started = await self._confirm(job_type, popped.ids)
+        except BackendUnavailable:
+            # Postgres never saw these ids claimed: put them back rather than leave them to
+            # the reconciler.
+            with contextlib.suppress(BackendUnavailable):
+                await self._index.restore_ids(job_type, popped.ids, popped.scores)
+            raise
+        return started, popped.wait_ms
+
+    async def _claim_from_postgres(self, job_type: str, want: int) -> tuple[int, int]:
+        jobs = await self._store.claim_jobs_from_postgres(
+            job_type, want, self._next_lease_owner(), self.settings.lease_seconds
+        )
+        for job in jobs:
+            self._begin(job, "postgres", None)
+        poll_ms = int(self.settings.fallback_poll_seconds * 1000)
+        return len(jobs), (0 if len(jobs) == want else poll_ms)
+
+    def _use_postgres(self, job_type: str, reason: str) -> None:
+        self._postgres_until[job_type] = time.monotonic() + REDIS_RETRY_SECONDS
+        if job_type not in self._degraded:
+            self._degraded.add(job_type)
+            if self._metrics is not None:
+                self._metrics.redis_fallback.labels(job_type).set(1)
+            log.warning(
+                "claiming straight from postgres",
+                extra={
+                    "action": "claim_mode",
+                    "job_type": job_type,
+                    "mode": "postgres",
+                    "reason": reason,
+                    "worker_id": self.worker_id,
+                },
+            )
+
+    def _request_rebuild(self, job_type: str) -> None:
+        """Rebuild the lost index in the background (one rebuild at a time), then go back
+        to Redis at the next claim."""
+        rebuild_index = self._rebuild_index
+        if rebuild_index is None or job_type in self._rebuilding:
+            return
+        self._rebuilding.add(job_type)
+
+        async def rebuild() -> None:
+            try:
+                result = await rebuild_index([job_type])
+                if not getattr(result, "skipped", False):
+                    self._postgres_until[job_type] = 0.0
+                    self._new_work.set()  # claim through the rebuilt index right away
+            except BackendUnavailable as exc:
+                log.warning(
+                    "index rebuild failed",
+                    extra={"action": "rebuild_index", "job_type": job_type, "error": str(exc)},
+                )
+            finally:
+                self._rebuilding.discard(job_type)
+
+        self._spawn(rebuild())
+
+    async def _confirm(self, job_type: str, ids: Sequence[uuid.UUID]) -> int:
+        jobs = await self._store.claim_jobs(
+            job_type, ids, self._next_lease_owner(), self.settings.lease_seconds
+        )
+        by_id = {job["id"]: job for job in jobs}
+        unconfirmed = []
+        for job_id in ids:  # pop order is claim order
+            job = by_id.get(str(job_id))
+            if job is not None:
+                self._begin(job, "redis", job_id)
+            else:
+                unconfirmed.append(job_id)
+        if unconfirmed:
+            await self._reindex_still_queued(unconfirmed)
+        return len(jobs)
+
+    async def _reindex_still_queued(self, ids: list[uuid.UUID]) -> None:
+        """Postgres refused some popped ids: finished or cancelled ones are simply dropped;
+        ones still queued (not due yet by Postgres' clock) go back to the index."""
+        entries = await self._store.find_queued_jobs(ids)
+        log.debug(
+            "dropped ids postgres did not confirm",
+            extra={
+                "action": "claim_jobs",
+                "dropped": len(ids) - len(entries),
+                "reindexed": len(entries),
+            },
+        )
+        if entries:
+            with contextlib.suppress(BackendUnavailable):
+                await self._index.add_jobs(entries)
+
+    def _next_lease_owner(self) -> str:
+        """The lease owner of one claim: this worker's id and the claim's number, so that
+        no two claims, even of the same job with the same attempt number (a claim lost in
+        a Postgres crash and made again), share a fence."""
+        self._claims += 1
+        return f"{self.worker_id}/{self._claims}"
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+
+def _cancelling() -> int:
+    """Whether the current task itself is being cancelled (Task.cancelling, 3.11+)."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _sooner(a: int, b: int) -> int:
+    """Combine two wait_ms values: 0 (work now) wins, -1 means nothing is scheduled."""
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    return min(a, b)

@@ -1,4 +1,5 @@
-"""The ``hybridq`` command. Each subcommand parses its arguments and calls one function.
+"""The ``hybridq`` command. Each subcommand (parsed as cli_parser.py defines it) calls one
+function here, or in cli_ops.py for the operator commands.
 
 Exit codes: 0 success; 1 the operation failed (e.g. job not found); 2 bad arguments or
 input; 3 PostgreSQL or Redis unreachable.
@@ -18,246 +19,22 @@ from typing import Any, NoReturn
 import asyncpg
 from pydantic import ValidationError
 
-from . import cli_ops
+from . import cli_ops, cli_parser
 from .contracts import load_contracts, load_register, shape_of
 from .errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
 from .logs import configure_logging
 from .metrics import Metrics
 from .migrate import apply_migrations
-from .models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from .pg_store import translate_errors
 from .settings import Settings
 from .wiring import connect
 
-EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line, no usage dump: ``hybridq enqueue: error: ...``."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
+EXIT_USAGE = cli_parser.EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="hybridq",
-        description="hybridq: a job queue durable in PostgreSQL, fast through Redis. "
-        "Configuration comes from DATABASE_URL, REDIS_URL and HYBRIDQ_* variables.",
-        epilog="Exit codes: 0 ok, 1 failed, 2 bad arguments or input, 3 backend unreachable.",
-    )
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
-    )
-
-    p = sub.add_parser("migrate", help="create or upgrade the jobs table (idempotent)")
-    p.set_defaults(func=cmd_migrate)
-
-    p = sub.add_parser("worker", help="run a worker until SIGTERM/SIGINT")
-    p.add_argument(
-        "--handlers",
-        default=None,
-        metavar="MODULE",
-        help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
-    )
-    p.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="jobs run at once (default: HYBRIDQ_CONCURRENCY or 10)",
-    )
-    p.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus metrics on this port (default: none)",
-    )
-    p.add_argument(
-        "--grace",
-        type=_non_negative_float,
-        default=None,
-        metavar="SECONDS",
-        help="on SIGTERM, how long running jobs may finish before they are released "
-        "(default: HYBRIDQ_SHUTDOWN_GRACE_SECONDS or 30)",
-    )
-    p.set_defaults(func=cmd_worker)
-
-    p = sub.add_parser(
-        "reconcile",
-        help="repair drift between Postgres and Redis, rescue expired "
-        "leases; prints one JSON line of counts per run",
-    )
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--once", action="store_true", help="one run, then exit (for cron)")
-    mode.add_argument(
-        "--every",
-        type=_duration,
-        metavar="DURATION",
-        help="run in a loop, e.g. 15s, 2m, 500ms (until SIGTERM/SIGINT)",
-    )
-    p.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus metrics on this port while the loop runs",
-    )
-    _add_handlers_option(p, "whose periodic jobs the reconciler enqueues")
-    p.set_defaults(func=cmd_reconcile)
-
-    p = sub.add_parser("enqueue", help="create one job and print it as JSON")
-    p.add_argument("job_type", metavar="TYPE")
-    p.add_argument("--input", required=True, metavar="JSON", help="the job's input, a JSON object")
-    p.add_argument(
-        "--priority",
-        type=int,
-        default=0,
-        metavar="N",
-        help=f"higher runs first, {PRIORITY_MIN}..{PRIORITY_MAX} (default 0)",
-    )
-    p.add_argument(
-        "--delay",
-        type=_non_negative_float,
-        default=0.0,
-        metavar="SECONDS",
-        help="run no sooner than this many seconds from now (default 0)",
-    )
-    p.add_argument(
-        "--max-retries",
-        type=int,
-        default=3,
-        metavar="N",
-        help=f"retries after the first attempt, 0..{MAX_RETRIES_LIMIT} (default 3)",
-    )
-    p.add_argument("--user-id", default=None, metavar="USER", help="owner of the job")
-    p.set_defaults(func=cmd_enqueue)
-
-    p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    _add_handlers_option(p, "whose job types the API accepts")
-    p.set_defaults(func=cmd_api)
-
-    p = sub.add_parser("token", help="API tokens")
-    token_sub = p.add_subparsers(
-        dest="token_command", required=True, metavar="ACTION", parser_class=_Parser
-    )
-    t = token_sub.add_parser("new", help="print a new token and its HYBRIDQ_API_TOKENS entry")
-    who = t.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", metavar="USER_ID", help="the token enqueues and reads as USER_ID")
-    who.add_argument("--admin", action="store_true", help="the token sees every user's jobs")
-    t.set_defaults(func=cmd_token_new)
-
-    p = sub.add_parser(
-        "contracts",
-        help="print the job types of a handlers module: job_type, input shape, handler, returns",
-    )
-    p.add_argument(
-        "--handlers",
-        default=None,
-        metavar="MODULE",
-        help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
-    )
-    p.add_argument(
-        "--format",
-        choices=["table", "markdown", "json"],
-        default="table",
-        help="table (default), markdown, or json with the full JSON schemas",
-    )
-    p.set_defaults(func=cmd_contracts)
-
-    p = sub.add_parser("get", help="print one job as JSON")
-    p.add_argument("job_id", metavar="ID")
-    p.set_defaults(func=cmd_get)
-    _add_operator_commands(sub)
-    return parser
-
-
-def _add_operator_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
-    """stats, top, retry, purge: implemented in cli_ops."""
-    needs_both = "Needs PostgreSQL and Redis: exit 3 if either is unreachable."
-    p = sub.add_parser(
-        "stats",
-        help="jobs per type and status, ids in the Redis index, oldest due job's wait",
-        description="Per job type: jobs queued, running, succeeded, failed and cancelled; "
-        "ready and scheduled ids in the Redis index; how long the oldest due queued job has "
-        f"waited. {needs_both}",
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print JSON (the shape of the API's GET /stats)"
-    )
-    p.set_defaults(func=cmd_stats)
-
-    p = sub.add_parser(
-        "top",
-        help="the stats table refreshed live, with succeeded/s and failed/s",
-        description="Redraw the stats table every interval with throughput (succeeded/s, "
-        "failed/s per type, from the change in counts since the previous refresh; deletions "
-        "by retention show as 0) until Ctrl-C or SIGTERM (exit 0). Not on a terminal: one "
-        "plain table per refresh. A refresh that cannot reach a backend shows the error and "
-        "the next one tries again; the exit code is 3 if the last refresh failed.",
-    )
-    p.add_argument(
-        "--interval",
-        type=cli_ops.refresh_interval,
-        default=2.0,
-        metavar="SECONDS",
-        help=f"seconds between refreshes, >= {cli_ops.MIN_REFRESH_SECONDS} (default 2)",
-    )
-    p.add_argument(
-        "--iterations",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="stop after N refreshes (default: until interrupted)",
-    )
-    p.set_defaults(func=cmd_top)
-
-    yes_help = "do not ask for confirmation (required when stdin is not a terminal)"
-    p = sub.add_parser(
-        "retry",
-        help="queue again every failed (or cancelled) job, optionally of one type",
-        description="Queue again, at once and with a fresh allowance of retries, every job "
-        "in STATUS (of TYPE, or of every type), in batches of 1000. Asks first unless --yes; "
-        "without --yes and with no terminal on stdin it refuses (exit 2); answering no exits 1. "
-        f"Prints 'retried N jobs'. {needs_both} Jobs retried before a Redis failure stay "
-        "queued; the reconciler indexes them.",
-    )
-    p.add_argument(
-        "--status",
-        required=True,
-        choices=[JobStatus.FAILED.value, JobStatus.CANCELLED.value],
-        help="the jobs to retry: failed or cancelled",
-    )
-    p.add_argument("--job-type", default=None, metavar="TYPE", help="only jobs of this type")
-    p.add_argument("--yes", action="store_true", help=yes_help)
-    p.set_defaults(func=cmd_retry)
-
-    p = sub.add_parser(
-        "purge",
-        help="delete finished jobs older than a duration",
-        description="Delete jobs in STATUSES whose finished_at is more than DURATION ago, "
-        "in batches of 1000 (queued and running jobs are never deleted). Asks first unless "
-        "--yes; without --yes and with no terminal on stdin it refuses (exit 2); answering no "
-        "exits 1. Prints 'deleted N jobs'. Needs PostgreSQL only (exit 3 if unreachable).",
-    )
-    p.add_argument(
-        "--older-than",
-        required=True,
-        type=_duration,
-        metavar="DURATION",
-        help="finished more than this long ago: 7d, 12h, 30m, 90s (must be positive)",
-    )
-    p.add_argument(
-        "--status",
-        type=cli_ops.finished_statuses,
-        default=[JobStatus.SUCCEEDED.value, JobStatus.CANCELLED.value, JobStatus.FAILED.value],
-        metavar="STATUSES",
-        help="comma-separated, among succeeded, cancelled, failed (default: all three)",
-    )
-    p.add_argument("--yes", action="store_true", help=yes_help)
-    p.set_defaults(func=cmd_purge)
+    return cli_parser.build(COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -454,16 +231,6 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def _add_handlers_option(parser: argparse.ArgumentParser, purpose: str) -> None:
-    parser.add_argument(
-        "--handlers",
-        default=None,
-        metavar="MODULE",
-        help=f"module defining register(runner), {purpose} "
-        "(default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
-    )
-
-
 def _metrics(port: int | None) -> Metrics | None:
     if port is None:
         return None
@@ -487,50 +254,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port 1..65535, got {text!r}")
-    return int(text)
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
-
-
-def _duration(text: str) -> float:
-    """'15s', '2m', '500ms', '1h', '7d' or a plain number of seconds; must be positive."""
-    number, unit = text, "s"
-    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
-        if text.endswith(suffix):
-            number, unit = text[: -len(suffix)], suffix
-            break
-    try:
-        seconds = float(number) * _DURATION_UNITS[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration like 15s or 2m, got {text!r}"
-        ) from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
-    return seconds
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
@@ -539,3 +262,19 @@ def _first_error(exc: ValidationError) -> str:
 def _fail(code: int, message: str) -> NoReturn:
     print(f"hybridq: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+COMMANDS: cli_parser.Commands = {
+    "migrate": cmd_migrate,
+    "worker": cmd_worker,
+    "reconcile": cmd_reconcile,
+    "enqueue": cmd_enqueue,
+    "api": cmd_api,
+    "token new": cmd_token_new,
+    "contracts": cmd_contracts,
+    "get": cmd_get,
+    "stats": cmd_stats,
+    "top": cmd_top,
+    "retry": cmd_retry,
+    "purge": cmd_purge,
+}

@@ -82,7 +82,14 @@ class Claimer:
         if self._idle_pop is not None:
             self._idle_pop.cancel()
 
-    async def idle(self, job_types: list[str], timeout: float) -> None:
+    @property
+    def from_postgres(self) -> bool:
+        """Whether some type is claimed straight from Postgres now (no claim-ahead then:
+        the fallback claim cannot tell a job's last attempt from the others)."""
+        now = time.monotonic()
+        return any(now < until for until in self._postgres_until.values())
+
+    async def idle(self, job_types: list[str], timeout: float, slots: int) -> None:
         """Nothing to claim: wait for work. Through Redis, in a blocking pop that hands the
         next indexed id straight to this worker, which confirms and starts it (one round
         trip less than a wake-up message followed by a claim). While some type is claimed
@@ -112,7 +119,7 @@ class Claimer:
         if popped is None:
             return
         try:
-            await self._confirm(popped.job_type, [popped.id])
+            await self._confirm(popped.job_type, [popped.id], slots)
         except BackendUnavailable as exc:
             with contextlib.suppress(BackendUnavailable):
                 await self._index.restore_ids(popped.job_type, [popped.id], [popped.score])
@@ -128,9 +135,10 @@ class Claimer:
             await self._wait(self._stopping, 1.0)
         await asyncio.sleep(0)  # let the job start before this loop's next claim
 
-    async def claim(self, types: list[str], free: int) -> tuple[int, int]:
+    async def claim(self, types: list[str], free: int, slots: int) -> tuple[int, int]:
         """Claim up to ``free`` jobs across these types, round-robin so that one busy type
-        cannot starve the others. Returns (jobs started, ms until more work is due)."""
+        cannot starve the others; the first ``slots`` start at once, the rest are claimed
+        ahead. Returns (jobs claimed, ms until more work is due)."""
         self._round_robin = (self._round_robin + 1) % len(types)
         started, wait_ms = 0, -1
         now_ms = self.clock.now_ms()
@@ -138,12 +146,14 @@ class Claimer:
             want = min(free - started, self.settings.claim_batch_max)
             if want <= 0:
                 break
-            n, wait = await self._claim_type(job_type, want, now_ms)
+            n, wait = await self._claim_type(job_type, want, now_ms, max(0, slots - started))
             started += n
             wait_ms = _sooner(wait_ms, wait)
         return started, wait_ms
 
-    async def _claim_type(self, job_type: str, want: int, now_ms: int) -> tuple[int, int]:
+    async def _claim_type(
+        self, job_type: str, want: int, now_ms: int, start_now: int
+    ) -> tuple[int, int]:
         """Through Redis normally; straight from Postgres while Redis is unreachable or this
         type's index is being rebuilt."""
         if time.monotonic() < self._postgres_until.get(job_type, 0.0):
@@ -173,7 +183,7 @@ class Claimer:
         if not popped.ids:
             return 0, popped.wait_ms
         try:
-            started = await self._confirm(job_type, popped.ids)
+            started = await self._confirm(job_type, popped.ids, start_now)
         except BackendUnavailable:
             # Postgres never saw these ids claimed: put them back rather than leave them to
             # the reconciler.
@@ -232,9 +242,11 @@ class Claimer:
 
         self._spawn(rebuild())
 
-    async def _confirm(self, job_type: str, ids: Sequence[uuid.UUID]) -> int:
+    async def _confirm(self, job_type: str, ids: Sequence[uuid.UUID], start_now: int) -> int:
+        """Claim popped ids in Postgres; the first ``start_now`` start at once (see the
+        claim_jobs statement for the others)."""
         jobs = await self._store.claim_jobs(
-            job_type, ids, self._next_lease_owner(), self.settings.lease_seconds
+            job_type, ids, self._next_lease_owner(), self.settings.lease_seconds, start_now
         )
         by_id = {job["id"]: job for job in jobs}
         unconfirmed = []

@@ -302,11 +302,19 @@ class PgStore:
         return job_from_record(row) if row else None
 
     async def claim_jobs(
-        self, job_type: str, ids: Sequence[uuid.UUID], owner: str, lease_seconds: float
+        self,
+        job_type: str,
+        ids: Sequence[uuid.UUID],
+        owner: str,
+        lease_seconds: float,
+        start_now: int | None = None,
     ) -> list[Job]:
+        """Claim the ids still queued and due. Those after the first ``start_now`` (default:
+        all start now) are claimed ahead, which a job on its last attempt never is."""
+        n = len(ids) if start_now is None else start_now
         async with translate_errors():
             rows = await self.claim_pool.fetch(
-                Q.claim_jobs, list(ids), owner, lease_seconds, job_type
+                Q.claim_jobs, list(ids), owner, lease_seconds, job_type, n
             )
         return [job_from_record(r) for r in rows]
 

@@ -68,7 +68,12 @@ class JobStore(Protocol):
     ) -> list[Job]: ...
     async def get_job(self, job_id: uuid.UUID) -> Job | None: ...
     async def claim_jobs(
-        self, job_type: str, ids: Sequence[uuid.UUID], owner: str, lease_seconds: float
+        self,
+        job_type: str,
+        ids: Sequence[uuid.UUID],
+        owner: str,
+        lease_seconds: float,
+        start_now: int | None = None,
     ) -> list[Job]: ...
     async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]: ...
     async def complete_jobs(

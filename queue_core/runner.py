@@ -197,7 +197,8 @@ class JobRunnerService(ContractRegistry):
             if stale_in == 0:
                 self._release_stale()
                 continue
-            capacity = self.concurrency + self._ahead.allowance()
+            ahead_room = 0 if self._claimer.from_postgres else self._ahead.allowance()
+            capacity = self.concurrency + ahead_room
             free = capacity - len(self._running) - len(self._ahead)
             # With jobs waiting here already, claim only once half the room is free: fewer,
             # larger claims (each costs two round trips whatever its size).
@@ -210,7 +211,9 @@ class JobRunnerService(ContractRegistry):
                 continue
             self._new_work.clear()
             try:
-                started, wait_ms = await self._claimer.claim(self.job_types, free)
+                started, wait_ms = await self._claimer.claim(
+                    self.job_types, free, self._free_slots()
+                )
             except BackendUnavailable as exc:
                 log.warning(
                     "claim failed; backing off", extra={"action": "claim_jobs", "error": str(exc)}
@@ -228,14 +231,28 @@ class JobRunnerService(ContractRegistry):
                 await self._wait(self._stopping, 1.0)
                 continue
             backoff = 0.05
-            if started >= free or wait_ms == 0:
+            if started >= free:
+                continue
+            if wait_ms == 0:
+                if self._free_slots():
+                    continue  # more is ready, and slots to run it
+                # More is ready but only claim-ahead room is left, which a job on its last
+                # attempt is refused (claimer.py): claim again once a slot frees, not now.
+                self._slot_freed.clear()
+                await self._wait(self._slot_freed, self.settings.idle_poll_seconds)
                 continue
             timeout = self.settings.idle_poll_seconds
             if wait_ms > 0:
                 timeout = min(timeout, wait_ms / 1000.0)
             if stale_in is not None:
                 timeout = min(timeout, stale_in)
-            await self._claimer.idle(self.job_types, max(timeout, IDLE_WAIT_MIN_SECONDS))
+            await self._claimer.idle(
+                self.job_types, max(timeout, IDLE_WAIT_MIN_SECONDS), self._free_slots()
+            )
+
+    def _free_slots(self) -> int:
+        """Slots a job claimed now would start in at once."""
+        return max(0, self.concurrency - len(self._running) - len(self._ahead))
 
     def _start(self, job: Job, source: str, job_id: uuid.UUID | None = None) -> None:
         if self._metrics is not None:

@@ -38,7 +38,10 @@ SELECT * FROM jobs WHERE id = $1;
 
 -- name: claim_jobs
 -- Confirm ids popped from Redis: only queued, due jobs of the type whose set they came
--- from ($4) become running under this lease.
+-- from ($4) become running under this lease. The first $5 ids start at once; the others
+-- will wait in the worker for a slot (claim-ahead, prefetch.py), and are taken only if a
+-- retry would remain: a worker that dies holding them costs them an attempt, and a job on
+-- its last attempt must not fail without having run. The others are left queued.
 -- Only the primary key may lead here. A queue table's statistics are stale most of the time
 -- (bulk enqueue outruns ANALYZE), and then the planner happily scans a whole partial index
 -- that "status = 'queued'", "job_type = $4" or "scheduled_for <= now()" would match: at a
@@ -47,11 +50,12 @@ SELECT * FROM jobs WHERE id = $1;
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, started_at = now(),
     lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::uuid[]) AS c(id)
+FROM unnest($1::uuid[]) WITH ORDINALITY AS c(id, n)
 WHERE j.id = c.id
   AND j.status IS NOT DISTINCT FROM 'queued'
   AND j.job_type IS NOT DISTINCT FROM $4
   AND j.scheduled_for - now() <= interval '0'
+  AND (c.n <= $5 OR j.attempts < j.max_retries)
 RETURNING j.*;
 
 -- name: find_queued_jobs

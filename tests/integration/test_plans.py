@@ -42,7 +42,7 @@ async def backlog(queue: Queue) -> tuple[Queue, list[uuid.UUID], list[uuid.UUID]
 def hot_statements(queued: list[uuid.UUID], running: list[uuid.UUID]) -> dict[str, tuple[Any, ...]]:
     n = len(running)
     return {
-        "claim_jobs": (queued, "w2", 30.0, "bulk"),
+        "claim_jobs": (queued, "w2", 30.0, "bulk", 10),
         "find_queued_jobs": (queued,),
         "complete_jobs": (running, [1] * n, [None] * n, ["w"] * n),
         "fail_jobs": (running, [1] * n, ["e"] * n, ["w"] * n),

@@ -208,7 +208,7 @@ async def test_claim_jobs_finds_ids_through_the_primary_key(filled: Queue) -> No
         rows = await conn.fetch("SELECT id FROM jobs WHERE status = 'queued' LIMIT 5")
     ids = [r["id"] for r in rows]
 
-    plan = await explain(filled, Q.claim_jobs, ids, "w-2", 30.0, "email_processing")
+    plan = await explain(filled, Q.claim_jobs, ids, "w-2", 30.0, "email_processing", 2)
 
     assert "jobs_pkey" in plan, plan
     assert "Seq Scan" not in plan, plan

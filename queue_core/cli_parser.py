@@ -39,12 +39,7 @@ def build(commands: Commands) -> argparse.ArgumentParser:
     p.set_defaults(func=commands["migrate"])
 
     p = sub.add_parser("worker", help="run a worker until SIGTERM/SIGINT")
-    p.add_argument(
-        "--handlers",
-        default=None,
-        metavar="MODULE",
-        help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
-    )
+    _add_handlers_option(p, "whose handlers this worker runs")
     p.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -139,12 +134,7 @@ def build(commands: Commands) -> argparse.ArgumentParser:
         "contracts",
         help="print the job types of a handlers module: job_type, input shape, handler, returns",
     )
-    p.add_argument(
-        "--handlers",
-        default=None,
-        metavar="MODULE",
-        help="module defining register(runner) (default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
-    )
+    _add_handlers_option(p, "whose job types to print")
     p.add_argument(
         "--format",
         choices=["table", "markdown", "json"],

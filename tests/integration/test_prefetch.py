@@ -97,33 +97,34 @@ async def test_stopping_worker_gives_back_jobs_claimed_ahead(queue: Queue) -> No
     assert sorted(map(str, claimed.ids)) == sorted(j["id"] for j in jobs)
 
 
+async def held_while_stuck(queue: Queue, prefetch: int) -> dict[str, tuple[str, int]]:
+    """(status, attempts) of every job while a worker's only slot is stuck."""
+    runner, started = await stuck_worker(queue, prefetch)
+    async with running(runner):
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.sleep(0.3)  # room for a claim ahead, if the worker makes one
+        return await statuses(queue)
+
+
 async def test_no_claiming_ahead_when_prefetch_is_zero(queue: Queue) -> None:
     for n in range(3):
         await queue.job_service.create("stuck", {"n": n})
     await mark_index_complete(queue, "stuck")
-    runner, started = await stuck_worker(queue, prefetch=0)
-    async with running(runner):
-        await asyncio.wait_for(started.wait(), 5)
-        await asyncio.sleep(0.2)
-        held = await statuses(queue)
-        assert sorted(held.values()) == [("queued", 0), ("queued", 0), ("running", 1)]
+    held = await held_while_stuck(queue, prefetch=0)
+    assert sorted(held.values()) == [("queued", 0), ("queued", 0), ("running", 1)]
 
 
 async def test_a_job_on_its_last_attempt_is_never_claimed_ahead(queue: Queue) -> None:
     """A worker killed while holding claimed-ahead jobs costs them an attempt: a job with no
     retry left must not be held (it would fail without having run), so it stays queued
-    until a slot is free, and then runs."""
+    while the only slot is busy."""
     last = [await queue.job_service.create("stuck", {"n": n}, max_retries=0) for n in range(3)]
     spare = await queue.job_service.create("stuck", {"n": 3}, max_retries=1)
     await mark_index_complete(queue, "stuck")
-    runner, started = await stuck_worker(queue, prefetch=3)
-    async with running(runner):
-        await asyncio.wait_for(started.wait(), 5)
-        await asyncio.sleep(0.3)
-        held = await statuses(queue)
-        assert held[last[0]["id"]] == ("running", 1)  # in the slot
-        assert [held[j["id"]] for j in last[1:]] == [("queued", 0)] * 2
-        assert held[spare["id"]] == ("running", 1)  # claimed ahead: a retry remains
+    held = await held_while_stuck(queue, prefetch=3)
+    assert held[last[0]["id"]] == ("running", 1)  # in the slot
+    assert [held[j["id"]] for j in last[1:]] == [("queued", 0)] * 2
+    assert held[spare["id"]] == ("running", 1)  # claimed ahead: a retry remains
 
 
 async def test_stale_jobs_postgres_will_not_take_back_wait_and_run_here(

@@ -9,9 +9,8 @@ and calls ``register(runner)``; see docs/adding-a-job-type.md for the recipe.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Protocol
 
-from pydantic import BaseModel
+from queue_core import ContractRegistry
 
 from .domain import Services, TransientServiceError
 from .job_handlers import (
@@ -36,37 +35,11 @@ BRIEFING_GENERATION_TIMEOUT_SECONDS = 300.0
 MORNING_BRIEFING_CRON = "0 7 * * *"
 
 
-class HandlerRegistry(Protocol):
-    """What ``register`` needs of a runner: ``queue_core.JobRunnerService`` (a worker) or
-    ``queue_core.ContractRegistry`` (the API and ``hybridq contracts``, which read the
-    contracts without running anything)."""
-
-    def register_handler(
-        self,
-        job_type: str,
-        handler: Any,
-        *,
-        timeout: float | None = None,
-        input_model: type[BaseModel] | None = None,
-        output_model: type[BaseModel] | None = None,
-    ) -> None: ...
-
-    def register_periodic(
-        self,
-        name: str,
-        *,
-        cron: str,
-        job_type: str,
-        input: dict[str, Any] | None = None,
-        priority: int = 0,
-        max_retries: int = 3,
-    ) -> None: ...
-
-
-def register(runner: HandlerRegistry, services: Services | None = None) -> None:
+def register(runner: ContractRegistry, services: Services | None = None) -> None:
     """Declare each of ``JOB_TYPES``: its handler bound to ``services`` (default: the
     in-process stand-ins), its timeout, and its input and output contracts. The API
-    validates requests with the same input models the workers use."""
+    validates requests with the same input models the workers use. ``runner``: a worker
+    (``JobRunnerService``) or a bare ``ContractRegistry`` (the API, ``hybridq contracts``)."""
     services = services or Services()
     runner.register_handler(
         "email_processing",

@@ -120,7 +120,8 @@ def _by_id(item: tuple[Any, ...]) -> uuid.UUID:
 
 def new_job_row(job: NewJob, inserted: asyncpg.Record) -> Job:
     """The row a fresh INSERT wrote, without reading it back: the client knows everything
-    but what the server decided (scheduled_for when none was given, created_at).
+    but what the server decided for the statement (``inserted``: its created_at, and the
+    scheduled_for of jobs given none).
     test_create_stores_job_and_indexes_it_as_ready holds this equal to get_job()."""
     return {
         "id": str(job.id),
@@ -179,7 +180,7 @@ class PgStore:
         async with translate_errors():
             if len(jobs) == 1:
                 j = jobs[0]
-                row = await target.fetchrow(
+                decided = await target.fetchrow(
                     Q.insert_job,
                     j.id,
                     j.job_type,
@@ -189,8 +190,6 @@ class PgStore:
                     j.max_retries,
                     j.scheduled_for,
                 )
-                assert row is not None  # INSERT ... RETURNING always returns the row
-                rows = [row]
             else:
                 decided = await target.fetchrow(
                     Q.insert_jobs,
@@ -203,8 +202,8 @@ class PgStore:
                     [j.scheduled_for for j in jobs],
                 )
                 assert decided is not None and decided["inserted"] == len(jobs)
-                rows = [decided] * len(jobs)
-        return [new_job_row(j, r) for j, r in zip(jobs, rows, strict=True)]
+        assert decided is not None  # INSERT ... RETURNING always returns the row
+        return [new_job_row(j, decided) for j in jobs]
 
     async def insert_job_once(
         self, job: NewJob, idempotency_key: str, fingerprint: str

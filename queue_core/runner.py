@@ -297,9 +297,7 @@ class JobRunnerService(ContractRegistry):
         jobs turned out long): another worker may be idle."""
         stale = self._ahead.take_stale()
         if stale:
-            task = asyncio.create_task(self._give_back(stale))
-            self._releases.add(task)
-            task.add_done_callback(self._releases.discard)
+            self._chore(self._give_back(stale), self._releases)
 
     async def _give_back(self, stale: list[Waiting]) -> None:
         """Release stale claimed-ahead jobs; if Postgres will not take them now, they wait
@@ -337,10 +335,15 @@ class JobRunnerService(ContractRegistry):
         log.info("released unfinished jobs", extra={"action": "release_jobs", "jobs": len(entries)})
         return True
 
-    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+    def _chore(
+        self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]] | None = None
+    ) -> None:
+        """Run ``work`` in the background, kept in ``tasks`` (default: the chores) until done;
+        run() cancels whatever is left when it ends."""
+        kept = self._chores if tasks is None else tasks
         task = asyncio.create_task(work)
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+        kept.add(task)
+        task.add_done_callback(kept.discard)
 
     def _forget_written(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:

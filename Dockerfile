@@ -12,14 +12,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Only what the package is built from (pyproject's packages.find + its readme); tests,
-# bench and docs stay out of the image.
+# Only what the package is built from (pyproject's packages and package-dir + its readme);
+# tests, bench and docs stay out of the image.
 COPY pyproject.toml README.md ./
 COPY queue_core ./queue_core
-COPY handlers ./handlers
 COPY api ./api
+COPY migrations ./migrations
 # A regular (non-editable) install: migrations, SQL and Lua ship as package data, so the
-# installed `hybridq migrate` finds them without the source tree.
+# installed `hybridq migrate` finds them without the source tree. The wheel holds only
+# queue_core and hybridq_api (the repository's api/).
 RUN pip install .
 
 # Runtime stage: the virtualenv only, run as an unprivileged user.
@@ -35,6 +36,9 @@ COPY --from=build /opt/venv /opt/venv
 # Settings reads a .env from the working directory when one exists; this one has none
 # (.dockerignore keeps a developer's .env out of the build context).
 WORKDIR /app
+# The application's handlers: here the repository's examples, imported from the working
+# directory (`--handlers handlers`; the handlers loader looks in the working directory).
+COPY handlers ./handlers
 USER 10001:10001
 # 8000: `hybridq api --port 8000`; 9100: `hybridq worker --metrics-port 9100`.
 EXPOSE 8000 9100

@@ -10,7 +10,10 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip uninstall --quiet --yes hybridq 2>/dev/null || true  # the name before hybridq-queue
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# mypy cannot follow the editable install's import hook: it sees `api/` as hybridq_api here.
+	mkdir -p $(VENV)/mypy-path && ln -sfn ../../api $(VENV)/mypy-path/hybridq_api
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,13 +21,13 @@ venv: $(STAMP)
 ## up: local PostgreSQL + Redis (embedded unless DATABASE_URL / REDIS_URL are set), migrate,
 ## a worker with the example handlers, demo jobs; Ctrl-C stops everything.
 up: $(STAMP)
-	$(BIN)/python -m queue_core.devstack
+	$(BIN)/python -m queue_core.dev.devstack
 
 ## test: the whole suite against TEST_DATABASE_URL / TEST_REDIS_URL (default: local servers
 ## on 5432/6379, embedded ones when nothing listens there).
 test: $(STAMP)
 	$(BIN)/ruff check queue_core handlers api tests bench
-	$(BIN)/mypy --strict queue_core api
+	MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy --strict -p queue_core -p hybridq_api
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
@@ -34,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check queue_core handlers api tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict queue_core api
+	MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy --strict -p queue_core -p hybridq_api
 
 clean:
 	rm -rf $(VENV) .hybridq-data

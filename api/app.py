@@ -11,9 +11,9 @@ from fastapi import FastAPI
 
 from queue_core import ContractRegistry, JobService, Settings
 from queue_core.contracts import load_contracts
-from queue_core.metrics import Metrics
-from queue_core.pg_store import PgStore, create_pool
-from queue_core.redis_index import RedisIndex, create_client
+from queue_core.index.redis_index import RedisIndex, create_client
+from queue_core.store.pg_store import PgStore, create_pool
+from queue_core.telemetry.metrics import Metrics
 
 from .auth import TokenVerifier
 from .backend import ApiBackend

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from queue_core import JobService
-from queue_core.metrics import Metrics
-from queue_core.pg_store import PgStore
-from queue_core.redis_index import RedisIndex
+from queue_core.index.redis_index import RedisIndex
+from queue_core.store.pg_store import PgStore
+from queue_core.telemetry.metrics import Metrics
 
 from .limits import RateLimiter
 

@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from queue_core import BackendUnavailable, InvalidJob, JobNotFound, JobStateConflict, JobStatus
-from queue_core.operations import queue_stats, retry_in_bulk
+from queue_core.maintenance.operations import queue_stats, retry_in_bulk
 
 from .auth import TokenVerifier
 from .backend import ApiBackend
@@ -251,7 +251,7 @@ def build_dashboard_router(
 
     @router.post("/failures/retry")
     async def retry_failures(request: Request) -> Response:
-        """Queue again every failed job of one type (queue_core.operations.retry_in_bulk)."""
+        """Queue again every failed job of one type (maintenance.operations.retry_in_bulk)."""
         job_type = _job_type((await authorized_form(request)).get("job_type"))
         b = backend(request)
         retried = 0

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from queue_core import JobStatus
-from queue_core.operations import TypeStats
+from queue_core.maintenance.operations import TypeStats
 
 from .auth import TokenVerifier
 

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from queue_core.redis_index import lua_script
+from queue_core.index.redis_index import lua_script
 
 log = logging.getLogger(__name__)
 

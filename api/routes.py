@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from queue_core import BackendUnavailable, Job, JobNotFound, JobStatus, Settings
-from queue_core.operations import queue_stats
+from queue_core.maintenance.operations import queue_stats
 
 from .auth import Principal, TokenVerifier
 from .backend import ApiBackend

@@ -41,8 +41,8 @@ from typing import Any
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
+from hybridq_api.auth import config_entry, new_token
 
-from api.auth import config_entry, new_token
 from queue_core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 
 REPO = Path(__file__).resolve().parent.parent

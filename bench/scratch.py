@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from queue_core import BackendUnavailable, Queue, Settings, connect
-from queue_core.migrate import apply_migrations
 from queue_core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from queue_core.store.migrate import apply_migrations
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,6 +4,10 @@ Public names: everything application code needs to create jobs, write handlers a
 workers. Anything else in ``queue_core`` is an implementation detail.
 """
 
+from queue_core.enqueue.service import JobService
+from queue_core.worker.runner import JobRunnerService
+
+from .connect import Queue, connect
 from .contracts import ContractRegistry, JobContract
 from .errors import (
     BackendUnavailable,
@@ -18,10 +22,7 @@ from .errors import (
 )
 from .models import PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from .ports import Job
-from .runner import JobRunnerService
-from .service import JobService
 from .settings import Settings
-from .wiring import Queue, connect
 
 __all__ = [
     "BackendUnavailable",

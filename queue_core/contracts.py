@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -147,7 +149,12 @@ class ContractRegistry:
 
 
 def load_register(module_name: str) -> Callable[[Any], None]:
-    """The ``register(runner)`` function of a handlers module."""
+    """The ``register(runner)`` function of a handlers module. The working directory is
+    searched first, as ``python -m`` does (the ``hybridq`` command alone would not): an
+    application's handlers live in its own tree, not in hybridq's installed packages."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

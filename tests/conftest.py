@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from queue_core import Queue, Settings, connect
-from queue_core.devservers import servers_for
-from queue_core.migrate import apply_migrations
+from queue_core.dev.devservers import servers_for
+from queue_core.store.migrate import apply_migrations
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from hybridq_api import create_app
+from hybridq_api.auth import config_entry
 
-from api import create_app
-from api.auth import config_entry
 from queue_core import Settings
 
 TOKENS = {

@@ -12,11 +12,11 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
+from hybridq_api import create_app
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
-from api import create_app
 from queue_core import Settings
 
 from .conftest import auth

@@ -10,8 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-
-from api.dashboard import COOKIE
+from hybridq_api.dashboard import COOKIE
 
 from .conftest import DEAD_DATABASE_URL, TOKENS, ClientFactory, auth, email_job
 

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from hybridq_api.auth import config_entry
 
-from api.auth import config_entry
 from queue_core import Settings, connect
 from tests.conftest import REPO, delete_namespace
 

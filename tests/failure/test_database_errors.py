@@ -34,7 +34,7 @@ import asyncpg
 import pytest
 
 from queue_core import BackendUnavailable, JobRunnerService, Queue
-from queue_core.pg_store import PgStore, translate_errors
+from queue_core.store.pg_store import PgStore, translate_errors
 from tests.support import chaos
 from tests.support.aio import mark_index_complete, running, wait_until
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from queue_core import JobRunnerService, Queue
-from queue_core.pg_store import PgStore
-from queue_core.reconciler import Reconciler
+from queue_core.maintenance.reconciler import Reconciler
+from queue_core.store.pg_store import PgStore
 from tests.support import chaos
 from tests.support.aio import mark_index_complete, running, wait_for_status, wait_until
 

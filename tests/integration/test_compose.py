@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from queue_core.cli import build_parser
-from queue_core.runner import FINAL_FLUSH_SECONDS
+from queue_core.cli.main import build_parser
 from queue_core.settings import Settings
+from queue_core.worker.runner import FINAL_FLUSH_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose.yaml"
@@ -280,8 +280,10 @@ def test_dockerfile_installs_the_repo_and_runs_hybridq() -> None:
             sources = [t for t in shlex.split(rest) if not t.startswith("--")][:-1]
             copied |= {s.rstrip("/") for s in sources}
     project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
-    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    needed = {"pyproject.toml", project["project"]["readme"]} | {p.rstrip("*") for p in packages}
+    setuptools = project["tool"]["setuptools"]
+    mapped = setuptools["package-dir"]
+    sources = {mapped.get(p, p).split(".")[0] for p in setuptools["packages"]}
+    needed = {"pyproject.toml", project["project"]["readme"], "handlers"} | sources
     assert needed <= copied, f"the image build lacks {sorted(needed - copied)}"
 
 

@@ -1,4 +1,4 @@
-"""`make up` (queue_core.devstack) end to end, as a subprocess: servers, migrate, workers,
+"""`make up` (queue_core.dev.devstack) end to end, as a subprocess: servers, migrate, workers,
 demo jobs, and a clean stop."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncpg
 import psutil
 import pytest
 
-from queue_core.devservers import port_open
+from queue_core.dev.devservers import port_open
 from tests.conftest import REPO, delete_namespace
 
 
@@ -27,7 +27,7 @@ def run_devstack(
         [
             sys.executable,
             "-m",
-            "queue_core.devstack",
+            "queue_core.dev.devstack",
             "--exit-after-demo",
             "--data-dir",
             str(data_dir),

@@ -12,9 +12,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from queue_core import PermanentJobError, Queue
-from queue_core.metrics import Metrics
-from queue_core.runner import JobRunnerService
-from queue_core.service import JobService
+from queue_core.enqueue.service import JobService
+from queue_core.telemetry.metrics import Metrics
+from queue_core.worker.runner import JobRunnerService
 from tests.support.aio import running, wait_for_status
 from tests.support.workers import REPO, worker_env
 
@@ -58,7 +58,7 @@ async def test_worker_and_service_count_each_outcome_by_job_type(queue: Queue) -
 
 async def test_reconciler_counts_its_repairs_by_kind(queue: Queue) -> None:
     metrics = Metrics()
-    from queue_core.reconciler import Reconciler
+    from queue_core.maintenance.reconciler import Reconciler
 
     job = await queue.job_service.create("r", {})
     reconciler = Reconciler(queue.store, queue.index, queue.settings, metrics=metrics)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from queue_core import Queue
-from queue_core.queries import Q
+from queue_core.store.queries import Q
 
 BACKLOG = 1_000_000
 RUNNING = 2_000

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from queue_core import Job, Queue, keys
-from queue_core.index_repair import IndexRepair
-from queue_core.reconciler import Reconciler, ReconcileResult
+from queue_core.index.repair import IndexRepair
+from queue_core.maintenance.reconciler import Reconciler, ReconcileResult
 from tests.support.workers import REPO, worker_env
 
 NOTHING_TO_DO: dict[str, Any] = {

@@ -7,8 +7,8 @@ import uuid
 from datetime import timedelta
 
 from queue_core import Queue
-from queue_core.operations import delete_finished
-from queue_core.reconciler import Reconciler
+from queue_core.maintenance.operations import delete_finished
+from queue_core.maintenance.reconciler import Reconciler
 
 SET_AGE = """
 UPDATE jobs SET status = $2, finished_at = now() - make_interval(days => $3),

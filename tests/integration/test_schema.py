@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from queue_core import Queue
-from queue_core.migrate import apply_migrations, bundled_migrations
-from queue_core.queries import Q, load_queries
+from queue_core.store.migrate import apply_migrations, bundled_migrations
+from queue_core.store.queries import Q, load_queries
 
 MIGRATORS = 4
 

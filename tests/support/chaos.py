@@ -33,8 +33,8 @@ from typing import Any
 import asyncpg
 
 from queue_core import Queue, Settings
-from queue_core.devservers import port_open
-from queue_core.reconciler import Reconciler, ReconcileResult
+from queue_core.dev.devservers import port_open
+from queue_core.maintenance.reconciler import Reconciler, ReconcileResult
 
 from .recording import JOB_TYPE
 from .workers import start_worker, worker_env

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from api.dashboard_views import SPARK_HEIGHT, SPARK_WIDTH, DepthHistory, spark_points
-from queue_core.operations import TypeStats
+from hybridq_api.dashboard_views import SPARK_HEIGHT, SPARK_WIDTH, DepthHistory, spark_points
+
+from queue_core.maintenance.operations import TypeStats
 
 
 class Clock:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from handlers import JOB_TYPES
-from queue_core.cli import build_parser
+from queue_core.cli.main import build_parser
 from queue_core.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from queue_core.enqueue.index_writer import IndexWriter
 from queue_core.errors import BackendUnavailable
-from queue_core.index_writer import IndexWriter
 from queue_core.ports import IndexEntry
 
 

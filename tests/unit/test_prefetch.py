@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from queue_core.ports import Attempt
-from queue_core.prefetch import ClaimedAhead, Waiting, waiting
+from queue_core.worker.prefetch import ClaimedAhead, Waiting, waiting
 
 
 def attempt() -> Attempt:

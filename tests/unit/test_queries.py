@@ -1,4 +1,4 @@
-"""Named SQL statements (queue_core.queries): parsing, and coverage of every use in the engine.
+"""Named SQL statements (queue_core.store.queries): parsing, and every use in the engine.
 
 That each statement is valid SQL against the schema is checked in
 tests/integration/test_schema.py.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import queue_core
-from queue_core.queries import Q, load_queries, parse_queries
+from queue_core.store.queries import Q, load_queries, parse_queries
 
 SAMPLE = """\
 -- File header: not part of any statement.
@@ -60,7 +60,7 @@ def test_unknown_query_attribute_raises_attribute_error() -> None:
 def names_used_in_queue_core() -> set[str]:
     package = Path(queue_core.__file__).parent
     used: set[str] = set()
-    for source in package.glob("*.py"):
+    for source in package.rglob("*.py"):
         used |= set(re.findall(r"\bQ\.(\w+)", source.read_text("utf-8")))
     return used
 

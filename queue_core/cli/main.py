@@ -19,15 +19,17 @@ from typing import Any, NoReturn
 import asyncpg
 from pydantic import ValidationError
 
-from . import cli_ops, cli_parser
-from .contracts import load_contracts, load_register, shape_of
-from .errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
-from .logs import configure_logging
-from .metrics import Metrics
-from .migrate import apply_migrations
-from .pg_store import translate_errors
-from .settings import Settings
-from .wiring import connect
+from queue_core.connect import connect
+from queue_core.contracts import load_contracts, load_register, shape_of
+from queue_core.errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
+from queue_core.settings import Settings
+from queue_core.store.migrate import apply_migrations
+from queue_core.store.pg_store import translate_errors
+from queue_core.telemetry.logs import configure_logging
+from queue_core.telemetry.metrics import Metrics
+
+from . import ops as cli_ops
+from . import parser as cli_parser
 
 EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
 EXIT_USAGE = cli_parser.EXIT_USAGE
@@ -127,8 +129,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
-
-    from api.app import create_app
+    from hybridq_api.app import create_app
 
     if args.handlers is not None:
         settings = settings.model_copy(update={"handlers_module": args.handlers})
@@ -145,7 +146,7 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_token_new(args: argparse.Namespace, settings: Settings) -> int:
-    from api.auth import config_entry, new_token
+    from hybridq_api.auth import config_entry, new_token
 
     if args.user is not None and not 0 < len(args.user) <= 200:
         raise InvalidJob("--user must be 1..200 characters")

@@ -18,14 +18,15 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from .committed_jobs import index_committed_jobs
-from .metrics import Metrics
+from queue_core.enqueue.committed_jobs import index_committed_jobs
+from queue_core.enqueue.service import JobService
+from queue_core.index.redis_index import RedisIndex, create_client
+from queue_core.maintenance.reconciler import Reconciler
+from queue_core.store.pg_store import PgStore, create_pool
+from queue_core.telemetry.metrics import Metrics
+from queue_core.worker.runner import JobRunnerService
+
 from .periodic import PeriodicJob
-from .pg_store import PgStore, create_pool
-from .reconciler import Reconciler
-from .redis_index import RedisIndex, create_client
-from .runner import JobRunnerService
-from .service import JobService
 from .settings import Settings
 
 CLAIM_POOL_SIZE = 3

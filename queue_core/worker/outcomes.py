@@ -15,10 +15,11 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from .errors import BackendUnavailable
+from queue_core.errors import BackendUnavailable
+from queue_core.ports import JobStore, ReadyIndex
+from queue_core.telemetry.metrics import Metrics
+
 from .executor import Outcome, OutcomeKind
-from .metrics import Metrics
-from .ports import JobStore, ReadyIndex
 
 log = logging.getLogger(__name__)
 

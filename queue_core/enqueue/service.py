@@ -15,15 +15,22 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from queue_core.contracts import ContractRegistry
+from queue_core.errors import (
+    BackendUnavailable,
+    DuplicateJob,
+    InvalidJob,
+    JobNotFound,
+    JobStateConflict,
+)
+from queue_core.ids import uuid7
+from queue_core.models import JobStatus, NewJob, parse_job_id
+from queue_core.ports import IndexEntry, Job, JobStore, ReadyIndex
+from queue_core.telemetry.metrics import Metrics
+
 from .committed_jobs import channel_name, encode_payloads
-from .contracts import ContractRegistry
-from .errors import BackendUnavailable, DuplicateJob, InvalidJob, JobNotFound, JobStateConflict
 from .group_commit import GroupCommit
-from .ids import uuid7
 from .index_writer import IndexWriter
-from .metrics import Metrics
-from .models import JobStatus, NewJob, parse_job_id
-from .ports import IndexEntry, Job, JobStore, ReadyIndex
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-from .errors import BackendUnavailable
-from .pg_store import PgStore
-from .ports import IndexEntry, ReadyIndex
+from queue_core.errors import BackendUnavailable
+from queue_core.ports import IndexEntry, ReadyIndex
+from queue_core.store.pg_store import PgStore
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .contracts import JobContract, describe_validation_error
-from .errors import PermanentJobError
-from .models import encode_output
-from .ports import Attempt, Job
-from .retry import RetryPolicy
+from queue_core.contracts import JobContract, describe_validation_error
+from queue_core.errors import PermanentJobError
+from queue_core.models import encode_output
+from queue_core.ports import Attempt, Job
+from queue_core.retry import RetryPolicy
 
 LAST_ERROR_MAX_CHARS = 4000
 """last_error keeps the exception and the innermost frames, cut to this length."""

@@ -17,9 +17,9 @@ from importlib import resources
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from . import keys
-from .errors import BackendUnavailable
-from .ports import ClaimedIds, IndexEntry, PoppedId
+from queue_core import keys
+from queue_core.errors import BackendUnavailable
+from queue_core.ports import ClaimedIds, IndexEntry, PoppedId
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ PROMOTE_LIMIT = 1000
 
 
 def lua_script(name: str) -> str:
-    return resources.files("queue_core").joinpath(f"lua/{name}.lua").read_text("utf-8")
+    return resources.files("queue_core.index").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
 @asynccontextmanager

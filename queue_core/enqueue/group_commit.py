@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from .errors import BackendUnavailable
-from .models import NewJob
-from .ports import Job
+from queue_core.errors import BackendUnavailable
+from queue_core.models import NewJob
+from queue_core.ports import Job
 
 MAX_BATCH = 500
 """Rows per shared INSERT at most."""

@@ -38,7 +38,7 @@ def parse_queries(text: str) -> dict[str, str]:
 
 @cache
 def load_queries() -> dict[str, str]:
-    text = resources.files("queue_core").joinpath("sql/queries.sql").read_text("utf-8")
+    text = resources.files("queue_core.store").joinpath("queries.sql").read_text("utf-8")
     return parse_queries(text)
 
 

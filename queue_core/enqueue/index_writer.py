@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .errors import BackendUnavailable
-from .ports import IndexEntry, ReadyIndex
+from queue_core.errors import BackendUnavailable
+from queue_core.ports import IndexEntry, ReadyIndex
 
 log = logging.getLogger(__name__)
 

@@ -33,15 +33,16 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from queue_core.connect import connect
+from queue_core.enqueue.service import JobService
+from queue_core.errors import QueueError
+from queue_core.models import TERMINAL_STATUSES, JobStatus
+from queue_core.ports import Job
+from queue_core.settings import Settings
+from queue_core.store.migrate import apply_migrations
+from queue_core.store.pg_store import translate_errors
+
 from .devservers import free_port, port_open, servers_for
-from .errors import QueueError
-from .migrate import apply_migrations
-from .models import TERMINAL_STATUSES, JobStatus
-from .pg_store import translate_errors
-from .ports import Job
-from .service import JobService
-from .settings import Settings
-from .wiring import connect
 
 DEFAULT_DATA_DIR = Path(".hybridq-data") / "dev"
 DEMO_USER = "demo-user"
@@ -171,7 +172,7 @@ class Dashboard:
 def api_process(port: int, settings: Settings) -> Iterator[Dashboard]:
     """``hybridq api`` with a fresh admin token (dev mode: a generated token, never anonymous
     access), printed with the dashboard's address; stopped on exit."""
-    from api.auth import config_entry, new_token  # the API's own helpers (as the CLI's)
+    from hybridq_api.auth import config_entry, new_token  # the API's own helpers (as the CLI's)
 
     token = new_token()
     port = port if not port_open("127.0.0.1", port) else free_port()
@@ -298,7 +299,7 @@ def wait_for_stop(stop: StopFlag, workers: list[subprocess.Popen[bytes]]) -> int
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m queue_core.devstack",
+        prog="python -m queue_core.dev.devstack",
         description="Local servers, migrations, workers and demo jobs; Ctrl-C stops all.",
     )
     parser.add_argument(

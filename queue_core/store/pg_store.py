@@ -17,9 +17,10 @@ from typing import Any
 
 import asyncpg
 
-from .errors import BackendUnavailable, DuplicateJob, InvalidJob
-from .models import PRIORITY_MIN, NewJob
-from .ports import Attempt, IndexEntry, Job
+from queue_core.errors import BackendUnavailable, DuplicateJob, InvalidJob
+from queue_core.models import PRIORITY_MIN, NewJob
+from queue_core.ports import Attempt, IndexEntry, Job
+
 from .queries import Q
 
 _AFTER_EVERY_UUID = uuid.UUID(int=(1 << 128) - 1)

@@ -33,11 +33,11 @@ from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
 
-from .errors import BackendUnavailable, InvalidJob
-from .models import TERMINAL_STATUSES, JobStatus
-from .operations import TypeStats, delete_finished, queue_stats, retry_in_bulk
-from .settings import Settings
-from .wiring import Queue, connect
+from queue_core.connect import Queue, connect
+from queue_core.errors import BackendUnavailable, InvalidJob
+from queue_core.maintenance.operations import TypeStats, delete_finished, queue_stats, retry_in_bulk
+from queue_core.models import TERMINAL_STATUSES, JobStatus
+from queue_core.settings import Settings
 
 EXIT_DECLINED = 1
 """The operator answered no to a confirmation: nothing was changed (cli.py's EXIT_FAILED)."""

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .errors import BackendUnavailable, InvalidJob
-from .ids import uuid7_floor
-from .models import JobStatus
-from .pg_store import PgStore
-from .redis_index import RedisIndex
+from queue_core.errors import BackendUnavailable, InvalidJob
+from queue_core.ids import uuid7_floor
+from queue_core.index.redis_index import RedisIndex
+from queue_core.models import JobStatus
+from queue_core.store.pg_store import PgStore
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from . import keys
-from .ports import IndexEntry
+from queue_core import keys
+from queue_core.ports import IndexEntry
+
 from .redis_index import RedisIndex, lua_script, translate_errors
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .ports import Attempt, Job
+from queue_core.ports import Attempt, Job
 
 AVERAGE_WEIGHT = 0.2
 """Weight of the newest job's duration in the moving average."""

@@ -23,11 +23,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from .clock import ServerClock
-from .errors import BackendUnavailable
-from .metrics import Metrics
-from .ports import Job, JobStore, PoppedId, ReadyIndex
-from .settings import Settings
+from queue_core.clock import ServerClock
+from queue_core.errors import BackendUnavailable
+from queue_core.ports import Job, JobStore, PoppedId, ReadyIndex
+from queue_core.settings import Settings
+from queue_core.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Forward-only schema migrations: numbered SQL files shipped inside the package.
+"""Forward-only schema migrations: the numbered SQL files of the top-level ``migrations/``.
 
 ``apply_migrations`` takes a session-level advisory lock first, so several pods running
 ``hybridq migrate`` at once apply each file exactly once; the others wait, then find
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 import asyncpg
 
@@ -32,9 +32,18 @@ class Migration:
     sql: str
 
 
+def migrations_dir() -> Path:
+    """The migrations: the top-level ``migrations/`` of a checkout (the single source), or
+    the copy a built wheel carries inside the package (pyproject maps one to the other)."""
+    package = Path(__file__).resolve().parents[1]  # queue_core/
+    for folder in (package / "migrations", package.parent / "migrations"):
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"no migrations directory next to {package}")
+
+
 def bundled_migrations() -> list[Migration]:
-    folder = resources.files("queue_core").joinpath("migrations")
-    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    files = sorted(migrations_dir().glob("*.sql"), key=lambda f: f.name)
     return [Migration(f.name.removesuffix(".sql"), f.read_text("utf-8")) for f in files]
 
 

@@ -23,18 +23,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from . import keys
-from .clock import ServerClock
-from .index_repair import IndexedScores, IndexRepair
-from .metrics import Metrics
-from .models import JobStatus
+from queue_core import keys
+from queue_core.clock import ServerClock
+from queue_core.enqueue.service import JobService
+from queue_core.index.redis_index import RedisIndex
+from queue_core.index.repair import IndexedScores, IndexRepair
+from queue_core.models import JobStatus
+from queue_core.periodic import PeriodicJob, PeriodicScheduler
+from queue_core.ports import IndexEntry
+from queue_core.settings import Settings
+from queue_core.store.pg_store import PgStore
+from queue_core.telemetry.metrics import Metrics
+
 from .operations import delete_finished
-from .periodic import PeriodicJob, PeriodicScheduler
-from .pg_store import PgStore
-from .ports import IndexEntry
-from .redis_index import RedisIndex
-from .service import JobService
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

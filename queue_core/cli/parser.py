@@ -7,9 +7,10 @@ import argparse
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, NoReturn
 
-from . import cli_ops
-from .models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN, JobStatus
-from .settings import Settings
+from queue_core.models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN, JobStatus
+from queue_core.settings import Settings
+
+from . import ops as cli_ops
 
 EXIT_USAGE = 2
 

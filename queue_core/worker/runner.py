@@ -22,16 +22,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from queue_core.contracts import ContractRegistry
+from queue_core.errors import BackendUnavailable, HandlerNotFound
+from queue_core.ports import Attempt, Job, JobStore, ReadyIndex
+from queue_core.retry import RetryPolicy
+from queue_core.settings import Settings
+from queue_core.telemetry.metrics import Metrics
+
 from .claimer import Claimer
-from .contracts import ContractRegistry
-from .errors import BackendUnavailable, HandlerNotFound
 from .executor import Outcome, execute
-from .metrics import Metrics
 from .outcomes import OutcomeBuffer
-from .ports import Attempt, Job, JobStore, ReadyIndex
 from .prefetch import ClaimedAhead, Waiting, waiting
-from .retry import RetryPolicy
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

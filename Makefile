@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-fast lint typecheck bench clean
+.PHONY: up test test-fast lint typecheck contracts bench clean
 
 # (Re)install when pyproject.toml changes; editable, with the dev and local-server extras.
 $(STAMP): pyproject.toml
@@ -28,6 +28,7 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check queue_core handlers api tests bench
 	MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy --strict -p queue_core -p hybridq_api
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
@@ -35,6 +36,9 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check queue_core handlers api tests bench
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy --strict -p queue_core -p hybridq_api

@@ -1,5 +1,5 @@
 """``create_app(settings)``: the FastAPI application. Wiring happens here and nowhere else:
-the lifespan opens the asyncpg pool and the Redis client and closes them on shutdown."""
+the lifespan connects to the backends (queue_core.connect) and closes them on shutdown."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from queue_core import ContractRegistry, JobService, Settings
+from queue_core import ContractRegistry, Settings, connect
 from queue_core.contracts import load_contracts
-from queue_core.index.redis_index import RedisIndex, create_client
-from queue_core.store.pg_store import PgStore, create_pool
+from queue_core.index import RateLimiter
 from queue_core.telemetry.metrics import Metrics
 
 from .auth import TokenVerifier
 from .backend import ApiBackend
 from .dashboard import build_dashboard_router
 from .errors import install_error_handlers
-from .limits import BodySizeLimit, RateLimiter
+from .limits import BodySizeLimit
 from .routes import build_router
 from .schemas import job_create_model
 
@@ -48,35 +47,23 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # min_size 0: the API starts, and answers 503, while Postgres is down.
-        pool = await create_pool(
-            settings.database_url,
-            schema=settings.db_schema,
-            min_size=0,
-            max_size=settings.pool_max_size,
-        )
-        client = create_client(settings.redis_url)
-        store = PgStore(pool)
-        index = RedisIndex(client, settings.namespace)
+        # pool_min_size 0: the API starts, and answers 503, while Postgres is down.
         metrics = Metrics()
-        app.state.backend = ApiBackend(
-            service=JobService(store, index, contracts, metrics),
-            store=store,
-            index=index,
-            limiter=RateLimiter(
-                client,
-                settings.namespace,
-                settings.api_rate_limit_per_second,
-                settings.api_rate_limit_burst,
-            ),
-            metrics=metrics,
-        )
-        try:
+        lazy = settings.model_copy(update={"pool_min_size": 0})
+        async with connect(lazy, metrics, contracts=contracts) as queue:
+            app.state.backend = ApiBackend(
+                service=queue.job_service,
+                store=queue.store,
+                index=queue.index,
+                limiter=RateLimiter(
+                    queue.redis,
+                    settings.namespace,
+                    settings.api_rate_limit_per_second,
+                    settings.api_rate_limit_burst,
+                ),
+                metrics=metrics,
+            )
             yield
-        finally:
-            await app.state.backend.service.aclose()
-            await client.aclose()
-            await pool.close()
 
     app = FastAPI(
         title="hybridq",

@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from queue_core import JobService
-from queue_core.index.redis_index import RedisIndex
-from queue_core.store.pg_store import PgStore
+from queue_core.index import RateLimiter
+from queue_core.ports import JobStore, ReadyIndex
 from queue_core.telemetry.metrics import Metrics
-
-from .limits import RateLimiter
 
 
 @dataclass(frozen=True)
 class ApiBackend:
     service: JobService
-    store: PgStore
-    index: RedisIndex
+    store: JobStore
+    index: ReadyIndex
     limiter: RateLimiter
     metrics: Metrics

@@ -239,7 +239,7 @@ def build_dashboard_router(
             return login_page()
         job_type = _job_type(job_type) if job_type else None
         store = backend(request).store
-        types = sorted({t for t, _, _ in await store.count_jobs()})
+        types = sorted({c.job_type for c in await store.count_jobs()})
         return render(
             "failures.html",
             csrf=sessions.csrf_token(token),

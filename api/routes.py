@@ -187,10 +187,10 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         if not caller.admin:
             raise ApiError(403, "forbidden", "metrics need an admin token")
         counts = await b.store.count_jobs()
-        types = sorted({t for t, _, _ in counts})
+        types = sorted({c.job_type for c in counts})
         b.metrics.queue_depth.clear()
-        for job_type, status, n in counts:
-            b.metrics.queue_depth.labels(job_type, status).set(n)
+        for c in counts:
+            b.metrics.queue_depth.labels(c.job_type, c.status).set(c.jobs)
         for job_type, (ready, scheduled) in (await b.index.depths(types)).items():
             b.metrics.index_depth.labels(job_type, "ready").set(ready)
             b.metrics.index_depth.labels(job_type, "scheduled").set(scheduled)

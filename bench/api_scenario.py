@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .scratch import REPO
+from .sandbox import REPO
 
 
 def available() -> bool:

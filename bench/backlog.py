@@ -17,7 +17,7 @@ from typing import Any
 from queue_core import Queue
 
 from .noop_handlers import JOB_TYPE
-from .scratch import Servers, scratch_queue
+from .sandbox import Servers, sandbox_queue
 from .workers import drain
 
 FILL_CHUNK = 100_000
@@ -81,7 +81,7 @@ async def build_index(queue: Queue, jobs: int) -> dict[str, Any]:
 async def memory_per_job(servers: Servers, jobs: int) -> dict[str, Any]:
     """S5: bytes of Redis per indexed job: MEMORY USAGE of the ready set (exact, the whole
     set), and the INFO used_memory delta across the rebuild (noisy: the Redis is shared)."""
-    async with scratch_queue(servers) as queue:
+    async with sandbox_queue(servers) as queue:
         await fill(queue, jobs)
         before = (await queue.redis.info("memory"))["used_memory"]
         await build_index(queue, jobs)
@@ -105,7 +105,7 @@ async def backlog_drain(
     """Fill ``backlog`` jobs, index them, optionally time run_once() on the complete index
     (S6), then drain the first ``drain_jobs`` with one worker (S4; skipped if 0)."""
     out: dict[str, Any] = {"backlog": backlog}
-    async with scratch_queue(servers) as queue:
+    async with sandbox_queue(servers) as queue:
         out["fill"] = await fill(queue, backlog)
         print(f"  filled {backlog:,} jobs in {out['fill']['seconds']:.1f}s", flush=True)
         out["rebuild_index_lost"] = await build_index(queue, backlog)

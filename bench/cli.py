@@ -36,7 +36,7 @@ from queue_core import Settings
 
 from . import api_scenario, backlog, enqueue, peers, report
 from .machine import host_info, package_versions, server_info
-from .scratch import OUTAGES, REPO, Servers, wait_for_servers
+from .sandbox import OUTAGES, REPO, Servers, wait_for_servers
 
 ALL_SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8")
 FAST_PEERS = ["pgqueuer"]

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .scratch import Servers, scratch_queue
+from .sandbox import Servers, sandbox_queue
 from .workers import Events, WorkerProcess
 
 CONCURRENCY = 10
@@ -23,7 +23,7 @@ FILL_CHUNK = 5000
 
 
 async def drain_with(servers: Servers, jobs: int, procs: int, run_dir: Path) -> dict[str, float]:
-    async with scratch_queue(servers) as queue:
+    async with sandbox_queue(servers) as queue:
         await queue.reconciler().rebuild_index(["noop"])  # as on a running deployment
         now = time.time()
         for start in range(0, jobs, FILL_CHUNK):

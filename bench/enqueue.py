@@ -17,7 +17,7 @@ import asyncpg
 from queue_core.ids import uuid7
 
 from .noop_handlers import JOB_TYPE
-from .scratch import Servers, scratch_queue
+from .sandbox import Servers, sandbox_queue
 
 WARMUP_SECONDS = 1.0
 
@@ -26,7 +26,7 @@ async def concurrent_create(servers: Servers, callers: int, seconds: float) -> d
     """``callers`` tasks on one Queue (the default pool size), each awaiting create() in a
     loop; jobs/s over the measured window."""
     done = 0
-    async with scratch_queue(servers) as queue:
+    async with sandbox_queue(servers) as queue:
         measure_from = time.monotonic() + WARMUP_SECONDS
         stop_at = measure_from + seconds
         counted_at: dict[str, int] = {}
@@ -69,7 +69,7 @@ async def raw_insert_commit(
     into a scratch two-column table at a time, sequentially (one fsync'd commit per row).
     ``into_jobs``: the same row into hybridq's jobs table instead (its constraints and
     indexes), without anything else create() does: the floor for this schema."""
-    async with scratch_queue(servers) as queue:
+    async with sandbox_queue(servers) as queue:
         conn = await asyncpg.connect(
             servers.database_url, server_settings={"search_path": queue.settings.db_schema or ""}
         )

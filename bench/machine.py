@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from .scratch import Servers
+from .sandbox import Servers
 
 PG_SETTINGS = ("server_version", "fsync", "synchronous_commit", "shared_buffers",
                "max_connections", "wal_level")

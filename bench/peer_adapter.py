@@ -25,14 +25,14 @@ from adapters.base import HERE, Adapter, ProcessGroup, pkg_version
 from queue_core import Queue, Settings, connect
 
 from .noop_handlers import JOB_TYPE
-from .scratch import (
+from .sandbox import (
     OUTAGES,
     REPO,
     Servers,
     create_schema,
-    remove_scratch,
+    remove_sandbox,
+    sandbox_name,
     scenario_settings,
-    scratch_name,
 )
 
 
@@ -79,7 +79,7 @@ class HybridqAdapter(Adapter):
 
     async def reset(self) -> None:
         await self._drop_current()
-        name = scratch_name("hqpeer")
+        name = sandbox_name("hqpeer")
         await create_schema(self.servers.database_url, name)
         self._settings = scenario_settings(self.servers, name)
         self._stack = AsyncExitStack()
@@ -93,7 +93,7 @@ class HybridqAdapter(Adapter):
                 await stack.aclose()
         if self._settings is not None:
             name, self._settings = self._settings.namespace, None
-            await remove_scratch(self.servers, name)
+            await remove_sandbox(self.servers, name)
 
     async def enqueue_one(self, i: int, t: float) -> None:
         assert self.queue is not None

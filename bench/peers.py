@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .scratch import REPO, Servers
+from .sandbox import REPO, Servers
 
 VENV = REPO / ".bench-venv"
 VENV_PYTHON = VENV / "bin" / "python"

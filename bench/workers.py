@@ -19,7 +19,7 @@ from pathlib import Path
 
 from queue_core import Settings
 
-from .scratch import REPO, worker_env
+from .sandbox import REPO, worker_env
 
 
 @dataclass

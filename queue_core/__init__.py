@@ -1,14 +1,13 @@
 """hybridq's engine: durable jobs in PostgreSQL, claimed through a Redis ready-index.
 
 Public names: everything application code needs to create jobs, write handlers and run
-workers. Anything else in ``queue_core`` is an implementation detail.
+workers. Anything else in ``queue_core`` is an implementation detail; docs/architecture.md
+maps the sub-packages.
 """
-
-from queue_core.enqueue.service import JobService
-from queue_core.worker.runner import JobRunnerService
 
 from .connect import Queue, connect
 from .contracts import ContractRegistry, JobContract
+from .enqueue.service import JobService
 from .errors import (
     BackendUnavailable,
     DuplicateJob,
@@ -20,9 +19,9 @@ from .errors import (
     PermanentJobError,
     QueueError,
 )
-from .models import PRIORITY_MAX, PRIORITY_MIN, JobStatus
-from .ports import Job
+from .models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus
 from .settings import Settings
+from .worker.runner import JobRunnerService
 
 __all__ = [
     "BackendUnavailable",

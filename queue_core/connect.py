@@ -1,10 +1,13 @@
-"""Open the backends once and hand out the services built on them.
+"""``connect()``: open the backends once and hand out the services built on them.
 
 async with queue_core.connect(settings) as queue:
     await queue.job_service.create(job_type="email_processing", input={...})
     runner = queue.runner(concurrency=20)
     handlers.register(runner)
     await runner.run()
+
+This is where the engine's parts are wired together, and the only place that knows which
+implementation stands behind each port.
 """
 
 from __future__ import annotations
@@ -15,19 +18,17 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import asyncpg
-import redis.asyncio as aioredis
-
-from queue_core.enqueue.committed_jobs import index_committed_jobs
-from queue_core.enqueue.service import JobService
-from queue_core.index.redis_index import RedisIndex, create_client
-from queue_core.maintenance.reconciler import Reconciler
-from queue_core.store.pg_store import PgStore, create_pool
-from queue_core.telemetry.metrics import Metrics
-from queue_core.worker.runner import JobRunnerService
-
+from .contracts import ContractRegistry
+from .enqueue.committed_jobs import index_committed_jobs
+from .enqueue.service import JobService
+from .index import IndexRepair, RedisClient, RedisIndex, create_client
+from .maintenance.reconciler import Reconciler
+from .maintenance.scheduler import PeriodicScheduler
 from .periodic import PeriodicJob
 from .settings import Settings
+from .store import PgStore, Pool, create_pool
+from .telemetry.metrics import Metrics
+from .worker.runner import JobRunnerService
 
 CLAIM_POOL_SIZE = 3
 """Connections for claims and heartbeats: a worker has at most one claim in flight."""
@@ -35,18 +36,27 @@ CLAIM_POOL_SIZE = 3
 
 @dataclass
 class Queue:
+    """The connected backends and the services on them. ``pool`` and ``redis`` are the raw
+    clients, for tests and tools; application code needs only the services."""
+
     settings: Settings
-    pool: asyncpg.Pool
-    redis: aioredis.Redis
     store: PgStore
     index: RedisIndex
     job_service: JobService
     metrics: Metrics | None = None
 
+    @property
+    def pool(self) -> Pool:
+        return self.store.pool
+
+    @property
+    def redis(self) -> RedisClient:
+        return self.index.client
+
     def runner(self, **options: Any) -> JobRunnerService:
         """A worker on these backends; ``options`` are JobRunnerService's keywords
-        (concurrency, worker_id)."""
-        options.setdefault("rebuild_index", self.reconciler().rebuild_index)
+        (concurrency, worker_id, clock)."""
+        options.setdefault("rebuild_index", self._rebuild_index)
         options.setdefault("metrics", self.metrics)
         options.setdefault(
             "index_committed_jobs",
@@ -59,19 +69,29 @@ class Queue:
         return Reconciler(
             self.store,
             self.index,
+            IndexRepair(self.index),
             self.settings,
             metrics=self.metrics,
-            service=self.job_service,
-            periodic=periodic,
+            scheduler=PeriodicScheduler(self.job_service, periodic) if periodic else None,
         )
+
+    async def _rebuild_index(self, job_types: list[str]) -> bool:
+        """What a worker runs when it finds a type's index lost; False when another process
+        holds the reconcile lock (it is rebuilding, or about to)."""
+        return not (await self.reconciler().rebuild_index(job_types)).skipped
 
 
 @asynccontextmanager
 async def connect(
-    settings: Settings | None = None, metrics: Metrics | None = None
+    settings: Settings | None = None,
+    metrics: Metrics | None = None,
+    *,
+    contracts: ContractRegistry | None = None,
 ) -> AsyncIterator[Queue]:
-    """Open the pools and the Redis client; ``metrics``, when given, is recorded into by
-    every service handed out."""
+    """Open the pools and the Redis client (closed when the block exits). ``metrics``, when
+    given, is recorded into by every service handed out; with ``contracts``, the JobService
+    also rejects job types nobody registered and input a type's model rejects (InvalidJob).
+    Raises BackendUnavailable when Postgres cannot be reached and pool_min_size > 0."""
     settings = settings or Settings()
     pool = await create_pool(
         settings.database_url,
@@ -90,9 +110,9 @@ async def connect(
     client = create_client(settings.redis_url)
     store = PgStore(pool, claim_pool)
     index = RedisIndex(client, settings.namespace)
-    service = JobService(store, index, metrics=metrics)
+    service = JobService(store, index, contracts, metrics=metrics)
     try:
-        yield Queue(settings, pool, client, store, index, service, metrics)
+        yield Queue(settings, store, index, service, metrics)
     finally:
         await service.aclose()  # the jobs created are committed; index them if we can
         await client.aclose()

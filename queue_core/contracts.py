@@ -19,9 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import HandlerNotFound, InvalidJob
-from .models import validate_job_type
+from .models import Job, validate_job_type
 from .periodic import PeriodicJob, make_periodic
-from .ports import Job
 
 Handler = Callable[[Job], Any]
 """``async def handler(job: dict) -> dict | None``."""

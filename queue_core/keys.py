@@ -16,14 +16,14 @@ Scores stay below 2^53 so a double (Redis scores, Lua numbers) holds them exactl
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 
-from .models import PRIORITY_MAX, PRIORITY_MIN
+from .models import EPOCH, PRIORITY_MAX, PRIORITY_MIN
 
-EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-"""Due times count milliseconds from here: 2^41 ms reaches past the year 2093."""
 DUE_BITS = 41
+"""Due times count milliseconds from models.EPOCH: 2^41 ms reaches past the year 2093."""
 DUE_MAX_MS = (1 << DUE_BITS) - 1
 RANK_SPAN = PRIORITY_MAX - PRIORITY_MIN + 1
 assert RANK_SPAN * (1 << DUE_BITS) < (1 << 53), "ready score would lose precision"
@@ -43,8 +43,37 @@ class TypeKeys:
     wake: str
     wake_channel: str
 
+    def set_key(self, which: IndexSet) -> str:
+        return self.ready if which == IndexSet.READY else self.scheduled
+
+
+class IndexSet(StrEnum):
+    """The two sorted sets of a type's index."""
+
+    READY = "ready"
+    SCHEDULED = "scheduled"
+
 
 WAKE_MEMBER = b"w"
+
+
+@dataclass(frozen=True)
+class IndexedScores:
+    """Where one queued job stands in its type's index."""
+
+    ready: float | None  # its score in the ready set, if it is there
+    scheduled: float | None  # its score in the scheduled set, if it is there
+
+
+@dataclass
+class IndexWrites:
+    """Members to add (member -> score) and remove in one type's two sets: the repairs of
+    one page of queued jobs, applied in one round trip (index/repair.py)."""
+
+    ready: dict[bytes, int] = field(default_factory=dict)
+    scheduled: dict[bytes, int] = field(default_factory=dict)
+    remove_ready: list[bytes] = field(default_factory=list)
+    remove_scheduled: list[bytes] = field(default_factory=list)
 
 
 def type_keys(namespace: str, job_type: str) -> TypeKeys:
@@ -57,6 +86,11 @@ def type_keys(namespace: str, job_type: str) -> TypeKeys:
         wake=f"{tag}:wake",
         wake_channel=f"{namespace}:wake:{job_type}",
     )
+
+
+def rate_limit_key(namespace: str, bucket: str) -> str:
+    """The token bucket of one API caller (lua/rate_limit.lua); ``bucket`` names the caller."""
+    return f"{{{namespace}:rate}}:{bucket}"
 
 
 def index_key_pattern(namespace: str) -> str:

@@ -1,4 +1,6 @@
-"""Job statuses, limits and the validated shape of a job to create. Pure: no I/O."""
+"""The data of the engine: job statuses and limits, the validated shape of a job to create,
+and the named records that pass between the engine and its stores (an attempt's fence, an
+index entry, the rows of a batched write). Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidJob, JobNotFound
+
+Job = dict[str, Any]
+"""A job as handlers and callers see it: the columns of the jobs table, id as a string."""
 
 
 class JobStatus(StrEnum):
@@ -33,9 +38,10 @@ JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,99}$")
 USER_ID_MAX_LENGTH = 200
 SCHEDULE_HORIZON = timedelta(days=366 * 10)
 """scheduled_for may not be further ahead than this."""
-EARLIEST_SCHEDULE = datetime(2024, 1, 1, tzinfo=UTC)
-"""scheduled_for may not be before this: keys.EPOCH, where Redis due times start counting, so
-that both stores order every accepted time the same way."""
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+"""Where time starts for the queue: Redis due times count milliseconds from here (keys.py),
+and scheduled_for may not be earlier, so that both stores order every accepted time the
+same way."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +160,89 @@ def _validate_scheduled_for(value: Any) -> datetime | None:
         raise InvalidJob(f"scheduled_for must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidJob("scheduled_for must be timezone-aware (e.g. datetime.now(timezone.utc))")
-    if value < EARLIEST_SCHEDULE or value > datetime.now(UTC) + SCHEDULE_HORIZON:
+    if value < EPOCH or value > datetime.now(UTC) + SCHEDULE_HORIZON:
         raise InvalidJob(f"scheduled_for {value.isoformat()} is out of range")
     # Millisecond precision everywhere: the Redis score holds milliseconds, and the two stores
     # must agree exactly on the order of jobs.
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The fence of one running attempt: which job, which attempt, and the lease owner of
+    the claim that started it (unique per claim, see store/queries.sql)."""
+
+    id: uuid.UUID
+    attempt: int
+    owner: str
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What the Redis index needs to know of a queued job."""
+
+    id: uuid.UUID
+    job_type: str
+    priority: int
+    scheduled_for: datetime
+    deferred: bool  # True: goes to the scheduled set; False: straight to the ready set
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A succeeded attempt to record: its output as JSON text (None stores SQL NULL)."""
+
+    attempt: Attempt
+    output_json: str | None
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """A failed attempt with retries left: queued again after ``delay_seconds``."""
+
+    attempt: Attempt
+    error: str
+    delay_seconds: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt with no retry left (or a PermanentJobError): the job fails."""
+
+    attempt: Attempt
+    error: str
+
+
+@dataclass(frozen=True)
+class RescuedLease:
+    """A running job whose lease expired, put back by the reconciler: ``status`` is queued
+    (a retry remains; ``entry`` goes back to the index) or failed."""
+
+    entry: IndexEntry
+    status: JobStatus
+
+
+@dataclass(frozen=True)
+class JobCount:
+    job_type: str
+    status: str
+    jobs: int
+
+
+@dataclass(frozen=True)
+class ClaimedIds:
+    """What one claim script call popped from a type's ready set."""
+
+    ids: list[uuid.UUID]
+    scores: list[int]  # each id's ready score, to put it back if Postgres cannot confirm it
+    wait_ms: int  # 0: more are ready; >0: ms until the next scheduled job; -1: none scheduled
+    index_lost: bool = False  # Redis lost this type's index: claim from Postgres, rebuild
+
+
+@dataclass(frozen=True)
+class PoppedId:
+    """One id a blocking pop took from a ready set, with what restore_ids needs."""
+
+    job_type: str
+    id: uuid.UUID
+    score: int

@@ -5,15 +5,12 @@ Declared next to the handlers, in the handlers module's ``register(runner)``:
     runner.register_periodic("nightly-digest", cron="0 3 * * *",
                              job_type="briefing_generation", input={"topic": "digest"})
 
-The reconciler (``hybridq reconcile``) enqueues each due tick. Exactly once per tick however
-many reconcilers run: the job is created with the idempotency key ``periodic:<name>:<tick>``,
-which the jobs table holds unique. Only the latest tick is enqueued: a scheduler that was down
-for an hour runs the job once, not twelve times.
+The reconciler (``hybridq reconcile``) enqueues each due tick (maintenance/scheduler.py).
+This module only defines and validates them. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,10 +18,8 @@ from typing import Any
 
 from croniter import croniter
 
-from .errors import DuplicateJob, InvalidJob
+from .errors import InvalidJob
 from .models import encode_input, validate_job_type
-
-log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
@@ -64,36 +59,3 @@ def make_periodic(
     validate_job_type(job_type)
     encode_input(input or {})
     return PeriodicJob(name, cron, job_type, dict(input or {}), priority, max_retries)
-
-
-class PeriodicScheduler:
-    """Enqueues the due tick of every periodic job; safe to run in many copies at once."""
-
-    def __init__(self, service: Any, periodic: list[PeriodicJob]) -> None:
-        self._service = service  # a JobService (typed loosely: service imports this module)
-        self._periodic = periodic
-
-    async def run_once(self, now: datetime | None = None) -> int:
-        """Enqueue each job's latest tick if no scheduler did yet; returns how many were
-        created by this call."""
-        now = now or datetime.now(UTC)
-        created = 0
-        for job in self._periodic:
-            tick = job.last_tick(now)
-            try:
-                _, fresh = await self._service.create_once(
-                    job.job_type,
-                    job.input,
-                    None,
-                    job.priority,
-                    job.max_retries,
-                    idempotency_key=job.idempotency_key(tick),
-                )
-            except DuplicateJob:
-                log.warning(
-                    "periodic job's definition changed since this tick was enqueued",
-                    extra={"action": "periodic", "name": job.name},
-                )
-                continue
-            created += int(fresh)
-        return created

@@ -1,62 +1,49 @@
-"""The two interfaces the engine talks to, so the whole claim path reads in one screen.
+"""The interfaces the engine talks to, so the whole claim path reads in one screen.
 
-``PgStore`` and ``RedisIndex`` are the only implementations that touch a driver; tests may
-substitute either.
+``store.PgStore`` implements ``JobStore`` and ``index.RedisIndex`` implements ``ReadyIndex``
+and ``IndexMaintenance``; they are the only modules that touch a driver. The engine above
+them (enqueue, worker, maintenance) names only these Protocols, each part the narrowest one
+it needs, so tests may substitute any of them (tests/unit/test_ports.py holds the
+implementations and the Protocols to the same methods).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from .models import NewJob
-
-Job = dict[str, Any]
-"""A job as handlers and callers see it: the columns of the jobs table, id as a string."""
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    """What the Redis index needs to know of a queued job."""
-
-    id: uuid.UUID
-    job_type: str
-    priority: int
-    scheduled_for: datetime
-    deferred: bool  # True: goes to the scheduled set; False: straight to the ready set
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """The fence of one running attempt: which job, which attempt, and the lease owner of
-    the claim that started it (unique per claim, see queries.sql)."""
-
-    id: uuid.UUID
-    attempt: int
-    owner: str
+from .keys import IndexedScores, IndexSet, IndexWrites
+from .models import (
+    Attempt,
+    ClaimedIds,
+    Completion,
+    Failure,
+    IndexEntry,
+    Job,
+    JobCount,
+    NewJob,
+    PoppedId,
+    RescuedLease,
+    RetryLater,
+)
 
 
-@dataclass(frozen=True)
-class ClaimedIds:
-    ids: list[uuid.UUID]
-    scores: list[int]  # each id's ready score, to put it back if Postgres cannot confirm it
-    wait_ms: int  # 0: more are ready; >0: ms until the next scheduled job; -1: none scheduled
-    index_lost: bool = False  # Redis lost this type's index: claim from Postgres, rebuild
+class EnqueueStore(Protocol):
+    """What JobService needs: creating jobs and changing them on a caller's request."""
 
-
-class JobStore(Protocol):
     async def insert_jobs(
         self, jobs: Sequence[NewJob], connection: Any | None = None
     ) -> list[Job]: ...
-    async def notify(self, connection: Any, channel: str, payload: str) -> None: ...
     async def insert_job_once(
         self, job: NewJob, idempotency_key: str, fingerprint: str
     ) -> Job | None: ...
     async def get_job_by_idempotency_key(self, user_id: str | None, key: str) -> Job | None: ...
+    async def notify(self, connection: Any, channel: str, payload: str) -> None: ...
+    async def get_job(self, job_id: uuid.UUID) -> Job | None: ...
     async def list_jobs(
         self,
         *,
@@ -66,7 +53,13 @@ class JobStore(Protocol):
         job_type: str | None,
         limit: int,
     ) -> list[Job]: ...
-    async def get_job(self, job_id: uuid.UUID) -> Job | None: ...
+    async def cancel_job(self, job_id: uuid.UUID) -> Job | None: ...
+    async def retry_job(self, job_id: uuid.UUID) -> Job | None: ...
+
+
+class ClaimStore(Protocol):
+    """What a worker needs to claim jobs and hold their leases."""
+
     async def claim_jobs(
         self,
         job_type: str,
@@ -75,36 +68,67 @@ class JobStore(Protocol):
         lease_seconds: float,
         start_now: int | None = None,
     ) -> list[Job]: ...
+    async def claim_jobs_from_postgres(
+        self, job_type: str, limit: int, owner: str, lease_seconds: float
+    ) -> list[Job]: ...
     async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]: ...
-    async def complete_jobs(
-        self, results: Sequence[tuple[Attempt, str | None]]
-    ) -> set[uuid.UUID]: ...
-    async def retry_jobs(
-        self, failures: Sequence[tuple[Attempt, str, float]]
-    ) -> list[IndexEntry]: ...
-    async def fail_jobs(self, failures: Sequence[tuple[Attempt, str]]) -> set[uuid.UUID]: ...
     async def extend_leases(
         self, attempts: Sequence[Attempt], lease_seconds: float
     ) -> set[uuid.UUID]: ...
     async def release_jobs(self, attempts: Sequence[Attempt]) -> list[IndexEntry]: ...
-    async def cancel_job(self, job_id: uuid.UUID) -> Job | None: ...
-    async def retry_job(self, job_id: uuid.UUID) -> Job | None: ...
-    async def claim_jobs_from_postgres(
-        self, job_type: str, limit: int, owner: str, lease_seconds: float
-    ) -> list[Job]: ...
     async def server_time_ms(self) -> float: ...
+    def listening(
+        self, channel: str, callback: Callable[..., None]
+    ) -> AbstractAsyncContextManager[Callable[[], bool]]: ...
 
 
-@dataclass(frozen=True)
-class PoppedId:
-    """One id a blocking pop took from a ready set, with what restore_ids needs."""
+class OutcomeStore(Protocol):
+    """What a worker needs to record how attempts ended: one fenced statement per kind."""
 
-    job_type: str
-    id: uuid.UUID
-    score: int
+    async def complete_jobs(self, results: Sequence[Completion]) -> set[uuid.UUID]: ...
+    async def retry_jobs(self, failures: Sequence[RetryLater]) -> list[IndexEntry]: ...
+    async def fail_jobs(self, failures: Sequence[Failure]) -> set[uuid.UUID]: ...
+
+
+class MaintenanceStore(Protocol):
+    """What the reconciler and the operator commands need."""
+
+    async def rescue_expired_leases(
+        self, limit: int, backoff_base: float, backoff_cap: float
+    ) -> list[RescuedLease]: ...
+    async def queued_job_types(self) -> list[str]: ...
+    async def queued_jobs_page(
+        self, job_type: str, after: IndexEntry | None, limit: int
+    ) -> list[IndexEntry]: ...
+    async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]: ...
+    def reconcile_lock(self) -> AbstractAsyncContextManager[bool]: ...
+    async def count_jobs(self) -> list[JobCount]: ...
+    async def oldest_due_queued_jobs(self) -> dict[str, datetime]: ...
+    async def retry_jobs_in_bulk(
+        self, status: str, job_type: str | None, limit: int, finished_by: datetime
+    ) -> list[IndexEntry]: ...
+    async def delete_finished_jobs(
+        self,
+        *,
+        before_id: uuid.UUID,
+        finished_before: datetime,
+        after_id: uuid.UUID,
+        statuses: Sequence[str],
+        limit: int,
+    ) -> list[uuid.UUID]: ...
+    async def list_failures(self, job_type: str | None, limit: int) -> list[Job]: ...
+    async def server_now(self) -> datetime: ...
+    async def server_time_ms(self) -> float: ...
+    async def ping(self) -> None: ...
+
+
+class JobStore(EnqueueStore, ClaimStore, OutcomeStore, MaintenanceStore, Protocol):
+    """Everything the engine asks of Postgres: what PgStore implements."""
 
 
 class ReadyIndex(Protocol):
+    """The Redis index on the hot path: enqueue, claim, wake-ups."""
+
     namespace: str  # the Redis key prefix; also names the transactional-enqueue channel
 
     async def add_jobs(self, entries: Sequence[IndexEntry]) -> None: ...
@@ -122,3 +146,27 @@ class ReadyIndex(Protocol):
     async def listen(self, job_types: Sequence[str], event: asyncio.Event) -> None:
         """Set ``event`` whenever a job of one of ``job_types`` is indexed; runs until
         cancelled."""
+
+    async def depths(self, job_types: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(ready, scheduled) ids indexed per job type."""
+
+    async def ping(self) -> None: ...
+
+
+class IndexMaintenance(Protocol):
+    """What the reconciler needs of Redis beyond the hot path (index/repair.py)."""
+
+    async def scores_of(
+        self, job_type: str, entries: Sequence[IndexEntry]
+    ) -> list[IndexedScores]: ...
+    async def put(self, job_type: str, writes: IndexWrites) -> None: ...
+    async def job_types(self) -> set[str]: ...
+    def scan_pages(
+        self, job_type: str, which: IndexSet, page_size: int
+    ) -> AsyncIterator[list[tuple[bytes, float]]]: ...
+    async def remove_if_unchanged(
+        self, job_type: str, which: IndexSet, members: Sequence[tuple[bytes, float]]
+    ) -> int: ...
+    async def epoch_missing(self, job_types: Sequence[str]) -> set[str]: ...
+    async def begin_rebuild(self, job_type: str) -> str: ...
+    async def finish_rebuild(self, job_type: str, token: str) -> bool: ...

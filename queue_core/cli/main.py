@@ -16,15 +16,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-import asyncpg
 from pydantic import ValidationError
 
 from queue_core.connect import connect
 from queue_core.contracts import load_contracts, load_register, shape_of
 from queue_core.errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
 from queue_core.settings import Settings
-from queue_core.store.migrate import apply_migrations
-from queue_core.store.pg_store import translate_errors
+from queue_core.store import migrate
 from queue_core.telemetry.logs import configure_logging
 from queue_core.telemetry.metrics import Metrics
 
@@ -62,13 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    async with translate_errors():
-        conn = await asyncpg.connect(settings.database_url)
-    try:
-        async with translate_errors():
-            applied = await apply_migrations(conn, settings.db_schema)
-    finally:
-        await conn.close()
+    applied = await migrate(settings.database_url, settings.db_schema)
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
     return 0
 
@@ -102,7 +94,9 @@ async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await reconciler.run_forever(args.every, stop)
+        await reconciler.run_forever(
+            args.every, stop, on_result=lambda result: print(result.to_json(), flush=True)
+        )
     return 0
 
 

@@ -30,17 +30,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import asyncpg
 from pydantic import ValidationError
 
 from queue_core.connect import connect
 from queue_core.enqueue.service import JobService
 from queue_core.errors import QueueError
-from queue_core.models import TERMINAL_STATUSES, JobStatus
-from queue_core.ports import Job
+from queue_core.models import TERMINAL_STATUSES, Job, JobStatus
 from queue_core.settings import Settings
-from queue_core.store.migrate import apply_migrations
-from queue_core.store.pg_store import translate_errors
+from queue_core.store import migrate
 
 from .devservers import free_port, port_open, servers_for
 
@@ -110,12 +107,7 @@ def run_on(args: argparse.Namespace, stop: StopFlag, database_url: str, redis_ur
 
 
 async def _migrate(settings: Settings) -> None:
-    async with translate_errors():
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            applied = await apply_migrations(conn, settings.db_schema)
-        finally:
-            await conn.close()
+    applied = await migrate(settings.database_url, settings.db_schema)
     print(f"migrated ({len(applied)} migration(s) applied now)")
 
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from queue_core.errors import BackendUnavailable
-from queue_core.ports import IndexEntry, ReadyIndex
-from queue_core.store.pg_store import PgStore
+from queue_core.models import IndexEntry
+from queue_core.ports import ClaimStore, ReadyIndex
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def decode_payload(payload: str) -> list[IndexEntry]:
     ]
 
 
-async def index_committed_jobs(store: PgStore, index: ReadyIndex, namespace: str) -> None:
+async def index_committed_jobs(store: ClaimStore, index: ReadyIndex, namespace: str) -> None:
     """LISTEN for committed transactional jobs and index them; runs until cancelled,
     reconnecting with backoff when Postgres goes away."""
     pending: set[asyncio.Task[None]] = set()

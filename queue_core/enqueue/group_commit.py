@@ -12,8 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from queue_core.errors import BackendUnavailable
-from queue_core.models import NewJob
-from queue_core.ports import Job
+from queue_core.models import Job, NewJob
 
 MAX_BATCH = 500
 """Rows per shared INSERT at most."""

@@ -16,7 +16,8 @@ import asyncio
 import logging
 
 from queue_core.errors import BackendUnavailable
-from queue_core.ports import IndexEntry, ReadyIndex
+from queue_core.models import IndexEntry
+from queue_core.ports import ReadyIndex
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +24,8 @@ from queue_core.errors import (
     JobStateConflict,
 )
 from queue_core.ids import uuid7
-from queue_core.models import JobStatus, NewJob, parse_job_id
-from queue_core.ports import IndexEntry, Job, JobStore, ReadyIndex
+from queue_core.models import IndexEntry, Job, JobStatus, NewJob, parse_job_id
+from queue_core.ports import EnqueueStore, ReadyIndex
 from queue_core.telemetry.metrics import Metrics
 
 from .committed_jobs import channel_name, encode_payloads
@@ -51,7 +51,7 @@ def index_entry(job: Job, *, deferred: bool) -> IndexEntry:
 class JobService:
     def __init__(
         self,
-        store: JobStore,
+        store: EnqueueStore,
         index: ReadyIndex,
         contracts: ContractRegistry | None = None,
         metrics: Metrics | None = None,
@@ -200,7 +200,8 @@ class JobService:
         job = await self.store.cancel_job(parse_job_id(job_id))
         if job is None:
             raise self._conflict(await self.get(job_id), "cancel")
-        await self._index_quietly("remove_jobs", [index_entry(job, deferred=False)])
+        entries = [index_entry(job, deferred=False)]
+        await self._index_quietly("remove_jobs", self.index.remove_jobs, entries)
         return job
 
     async def retry(self, job_id: Any) -> Job:
@@ -209,7 +210,8 @@ class JobService:
         job = await self.store.retry_job(parse_job_id(job_id))
         if job is None:
             raise self._conflict(await self.get(job_id), "retry")
-        await self._index_quietly("add_jobs", [index_entry(job, deferred=False)])
+        entries = [index_entry(job, deferred=False)]
+        await self._index_quietly("add_jobs", self.index.add_jobs, entries)
         return job
 
     async def _insert(self, new_jobs: list[NewJob], connection: Any | None) -> list[Job]:
@@ -241,15 +243,20 @@ class JobService:
             for job in jobs:
                 self.metrics.enqueued.labels(job["job_type"]).inc()
 
-    async def _index_quietly(self, method: str, entries: list[IndexEntry]) -> None:
+    @staticmethod
+    async def _index_quietly(
+        action: str,
+        write: Callable[[Sequence[IndexEntry]], Awaitable[None]],
+        entries: list[IndexEntry],
+    ) -> None:
         """Postgres already committed: a Redis failure here only delays the job until the
         reconciler repairs the index, so it is logged, not raised."""
         try:
-            await getattr(self.index, method)(entries)
+            await write(entries)
         except BackendUnavailable as exc:
             log.warning(
                 "redis index not updated; the reconciler will repair it",
-                extra={"action": method, "jobs": len(entries), "error": str(exc)},
+                extra={"action": action, "jobs": len(entries), "error": str(exc)},
             )
 
     def _build(self, position: int, spec: Mapping[str, Any]) -> NewJob:
@@ -322,6 +329,3 @@ def _fingerprint(job: NewJob) -> str:
         ]
     )
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-__all__ = ["JobService", "JobStatus"]

@@ -1,63 +1,31 @@
-"""The Redis ready-index: the only module of the engine that speaks redis.
+"""RedisIndex: the ready-index on the hot path (enqueue, claim, blocking pop).
 
 It holds job ids only, never payloads; everything here can be rebuilt from Postgres.
-Redis errors become BackendUnavailable("redis").
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from importlib import resources
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from queue_core import keys
-from queue_core.errors import BackendUnavailable
-from queue_core.ports import ClaimedIds, IndexEntry, PoppedId
+from queue_core.models import ClaimedIds, IndexEntry, PoppedId
 
-log = logging.getLogger(__name__)
+from .client import lua_script, translate_errors
+from .wake import WakeListener
 
-REDIS_TIMEOUT_SECONDS = 3.0
-"""Longest wait for one Redis reply before the call fails as BackendUnavailable."""
 INDEX_CHUNK = 2000
 """Jobs per index_jobs.lua call at most: Lua's unpack() stops near 8,000 values."""
 PROMOTE_LIMIT = 1000
 """Due scheduled jobs moved to the ready set per claim call at most (bounds script time)."""
 
 
-def lua_script(name: str) -> str:
-    return resources.files("queue_core.index").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
-@asynccontextmanager
-async def translate_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except (RedisError, ConnectionError, OSError, TimeoutError) as exc:
-        raise BackendUnavailable("redis", f"{type(exc).__name__}: {exc}") from exc
-
-
-def create_client(url: str) -> aioredis.Redis:
-    # Members are raw 16-byte ids: replies must stay bytes.
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_connect_timeout=2.0,
-        # A Redis that accepts connections but never answers must cost seconds, not hang
-        # an enqueue or a claim forever.
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        health_check_interval=10,
-    )
-
-
 class RedisIndex:
-    """Implements ports.ReadyIndex."""
+    """Implements ports.ReadyIndex on one client and key namespace."""
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self.client = client
@@ -178,48 +146,3 @@ class RedisIndex:
     async def ping(self) -> None:
         async with translate_errors():
             await self.client.ping()
-
-
-class WakeListener:
-    """Sets ``event`` whenever a job of one of ``job_types`` is indexed.
-
-    Runs as a background task; on a Redis error it waits, resubscribes, and sets the event
-    once so the runner re-checks anything it may have missed meanwhile.
-    """
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        namespace: str,
-        job_types: Sequence[str],
-        event: asyncio.Event,
-    ) -> None:
-        self._client = client
-        self._channels = [keys.type_keys(namespace, t).wake_channel for t in job_types]
-        self._event = event
-
-    async def run(self) -> None:
-        delay = 0.1
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*self._channels)
-                delay = 0.1
-                self._event.set()
-                while True:
-                    # Short waits, not timeout=None: a read must return before the client's
-                    # socket_timeout turns an idle channel into an error.
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._event.set()
-            except Exception as exc:  # lost Redis, or anything else: subscribe again
-                log.debug(
-                    "wake listener lost redis", extra={"action": "wake_listener", "error": str(exc)}
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            finally:
-                try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, ConnectionError, OSError):
-                    pass

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from queue_core import keys
-from queue_core.ports import IndexEntry
+from queue_core.keys import IndexedScores, IndexSet, IndexWrites
+from queue_core.models import IndexEntry
 
-from .redis_index import RedisIndex, lua_script, translate_errors
-
-
-@dataclass(frozen=True)
-class IndexedScores:
-    ready: float | None  # the job's score in the ready set, if it is there
-    scheduled: float | None  # its score in the scheduled set, if it is there
+from .client import lua_script, translate_errors
+from .redis_index import RedisIndex
 
 
 class IndexRepair:
+    """Implements ports.IndexMaintenance on a RedisIndex's client and namespace."""
+
     def __init__(self, index: RedisIndex) -> None:
         self.index = index
         self.client = index.client
@@ -42,28 +39,20 @@ class IndexRepair:
             ready, scheduled = await pipe.execute()
         return [IndexedScores(r, s) for r, s in zip(ready, scheduled, strict=True)]
 
-    async def put(
-        self,
-        job_type: str,
-        ready: dict[bytes, int],
-        scheduled: dict[bytes, int],
-        remove_ready: list[bytes],
-        remove_scheduled: list[bytes],
-    ) -> None:
+    async def put(self, job_type: str, writes: IndexWrites) -> None:
         """Apply one page of repairs in one round trip."""
         k = self.index.keys_for(job_type)
         pipe = self.client.pipeline(transaction=False)
-        if ready:
-            pipe.zadd(k.ready, ready)
-        if scheduled:
-            pipe.zadd(k.scheduled, scheduled)
-        if scheduled:
+        if writes.ready:
+            pipe.zadd(k.ready, writes.ready)
+        if writes.scheduled:
+            pipe.zadd(k.scheduled, writes.scheduled)
             pipe.zadd(k.wake, {keys.WAKE_MEMBER: 0})  # see keys.TypeKeys.wake
-        if remove_ready:
-            pipe.zrem(k.ready, *remove_ready)
-        if remove_scheduled:
-            pipe.zrem(k.scheduled, *remove_scheduled)
-        if ready or scheduled:
+        if writes.remove_ready:
+            pipe.zrem(k.ready, *writes.remove_ready)
+        if writes.remove_scheduled:
+            pipe.zrem(k.scheduled, *writes.remove_scheduled)
+        if writes.ready or writes.scheduled:
             pipe.publish(k.wake_channel, b"1")
         async with translate_errors():
             await pipe.execute()
@@ -81,10 +70,10 @@ class IndexRepair:
         return found
 
     async def scan_pages(
-        self, job_type: str, which: str, page_size: int
+        self, job_type: str, which: IndexSet, page_size: int
     ) -> AsyncIterator[list[tuple[bytes, float]]]:
         """Pages of (member, score) of one set, via ZSCAN (memory stays flat)."""
-        key = getattr(self.index.keys_for(job_type), which)
+        key = self.index.keys_for(job_type).set_key(which)
         cursor = 0
         while True:
             async with translate_errors():
@@ -95,11 +84,12 @@ class IndexRepair:
                 return
 
     async def remove_if_unchanged(
-        self, job_type: str, which: str, members: Sequence[tuple[bytes, float]]
+        self, job_type: str, which: IndexSet, members: Sequence[tuple[bytes, float]]
     ) -> int:
+        """Remove members whose score is still the one read (lua/remove_if_unchanged.lua)."""
         if not members:
             return 0
-        key = getattr(self.index.keys_for(job_type), which)
+        key = self.index.keys_for(job_type).set_key(which)
         args: list[bytes | str] = []
         for member, score in members:
             args += [member, repr(score)]

@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from queue_core.errors import BackendUnavailable, InvalidJob
 from queue_core.ids import uuid7_floor
-from queue_core.index.redis_index import RedisIndex
 from queue_core.models import JobStatus
-from queue_core.store.pg_store import PgStore
+from queue_core.ports import MaintenanceStore, ReadyIndex
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +29,17 @@ class TypeStats:
     oldest_queued_age_seconds: float | None = None  # how long the oldest due job has waited
 
 
-async def queue_stats(store: PgStore, index: RedisIndex) -> list[TypeStats]:
+async def queue_stats(store: MaintenanceStore, index: ReadyIndex) -> list[TypeStats]:
     """Per job type: jobs by status, ids in the Redis index, the oldest due job's wait."""
     counts = await store.count_jobs()
     oldest = await store.oldest_due_queued_jobs()
-    types = sorted({t for t, _, _ in counts} | set(oldest))
+    types = sorted({c.job_type for c in counts} | set(oldest))
     depths = await index.depths(types)
     now = datetime.now(UTC)
     return [
         TypeStats(
             job_type=t,
-            by_status={s: n for jt, s, n in counts if jt == t},
+            by_status={c.status: c.jobs for c in counts if c.job_type == t},
             ready_in_index=depths[t][0],
             scheduled_in_index=depths[t][1],
             oldest_queued_age_seconds=(
@@ -52,8 +51,8 @@ async def queue_stats(store: PgStore, index: RedisIndex) -> list[TypeStats]:
 
 
 def retry_in_bulk(
-    store: PgStore,
-    index: RedisIndex,
+    store: MaintenanceStore,
+    index: ReadyIndex,
     *,
     status: str = JobStatus.FAILED,
     job_type: str | None = None,
@@ -81,7 +80,7 @@ def retry_in_bulk(
 
 
 def delete_finished(
-    store: PgStore,
+    store: MaintenanceStore,
     *,
     older_than: timedelta,
     statuses: Sequence[str],

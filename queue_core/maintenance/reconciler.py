@@ -19,23 +19,21 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from queue_core import keys
 from queue_core.clock import ServerClock
-from queue_core.enqueue.service import JobService
-from queue_core.index.redis_index import RedisIndex
-from queue_core.index.repair import IndexedScores, IndexRepair
-from queue_core.models import JobStatus
-from queue_core.periodic import PeriodicJob, PeriodicScheduler
-from queue_core.ports import IndexEntry
+from queue_core.keys import IndexedScores, IndexSet, IndexWrites
+from queue_core.models import IndexEntry, JobStatus
+from queue_core.ports import IndexMaintenance, MaintenanceStore, ReadyIndex
 from queue_core.settings import Settings
-from queue_core.store.pg_store import PgStore
 from queue_core.telemetry.metrics import Metrics
 
 from .operations import delete_finished
+from .scheduler import PeriodicScheduler
 
 log = logging.getLogger(__name__)
 
@@ -56,50 +54,79 @@ class ReconcileResult:
     retention_deleted: int = 0  # finished jobs deleted as older than the retention
     duration_ms: float = 0.0
 
+    def repairs(self) -> dict[str, int]:
+        """The counts of repairs by kind, as the hybridq_reconciler_repairs metric labels them."""
+        return {
+            "leases_rescued": self.leases_rescued,
+            "leases_failed": self.leases_failed,
+            "reindexed": self.reindexed,
+            "drift_fixed": self.drift_fixed,
+            "orphans_removed": self.orphans_removed,
+            "indexes_rebuilt": len(self.indexes_rebuilt),
+        }
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
 class Reconciler:
+    """Each chore is a method that adds its counts to a ReconcileResult; ``run_once`` and
+    ``rebuild_index`` run them under the reconcile lock (``_pass``)."""
+
     def __init__(
         self,
-        store: PgStore,
-        index: RedisIndex,
+        store: MaintenanceStore,
+        index: ReadyIndex,
+        repair: IndexMaintenance,
         settings: Settings,
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         metrics: Metrics | None = None,
-        service: JobService | None = None,
-        periodic: Sequence[PeriodicJob] = (),
+        scheduler: PeriodicScheduler | None = None,
     ) -> None:
-        """``service`` and ``periodic``: the periodic jobs to enqueue at each run (a
-        reconciler without them only repairs)."""
+        """``scheduler``: the periodic jobs to enqueue at each run (a reconciler without one
+        only repairs)."""
         self.store = store
-        self.repair = IndexRepair(index)
         self.index = index
+        self.repair = repair
         self.settings = settings
         self.page_size = page_size
         self._clock = ServerClock()
         self._metrics = metrics
-        self._scheduler = PeriodicScheduler(service, list(periodic)) if service else None
+        self._scheduler = scheduler
 
     async def run_once(self, job_types: Iterable[str] = ()) -> ReconcileResult:
-        """One full pass. ``job_types`` adds types to check even if neither store has any
-        of their jobs (a worker asks for this when its type's index is unmarked)."""
-        return await self._locked(rescue=True, job_types=job_types, only_given=False)
+        """One full pass: every chore. ``job_types`` adds types to check even if neither
+        store has any of their jobs (a worker asks for this when its type's index is
+        unmarked)."""
+        async with self._pass() as result:
+            if not result.skipped:
+                await self.rescue_expired_leases(result)
+                await self.apply_retention(result)
+                await self.enqueue_periodic(result)
+                types = set(job_types) | set(await self.store.queued_job_types())
+                await self.repair_index(types | await self.repair.job_types(), result)
+        return result
 
     async def rebuild_index(self, job_types: Iterable[str]) -> ReconcileResult:
-        """Re-index only ``job_types`` (no lease rescue): what a worker runs when it finds
-        its types' index lost, so it need not wait for the next scheduled run."""
-        return await self._locked(rescue=False, job_types=job_types, only_given=True)
+        """Re-index only ``job_types``: what a worker runs when it finds its types' index
+        lost, so it need not wait for the next scheduled run."""
+        async with self._pass() as result:
+            if not result.skipped:
+                await self.repair_index(set(job_types), result)
+        return result
 
-    async def run_forever(self, every_seconds: float, stop: asyncio.Event) -> None:
+    async def run_forever(
+        self,
+        every_seconds: float,
+        stop: asyncio.Event,
+        on_result: Callable[[ReconcileResult], None] = lambda _: None,
+    ) -> None:
         """run_once() every ``every_seconds`` (±10% jitter) until ``stop`` is set; each
-        result is logged and printed as one JSON line."""
+        result goes to ``on_result`` (the CLI prints it) and the log."""
         while not stop.is_set():
             try:
-                result = await self.run_once()
-                print(result.to_json(), flush=True)
+                on_result(await self.run_once())
             except Exception as exc:  # a failed run must not end the loop; the next retries
                 log.warning(
                     "reconcile run failed", extra={"action": "reconcile", "error": str(exc)}
@@ -110,64 +137,37 @@ class Reconciler:
             except TimeoutError:
                 pass
 
-    async def _locked(
-        self, *, rescue: bool, job_types: Iterable[str], only_given: bool
-    ) -> ReconcileResult:
+    @asynccontextmanager
+    async def _pass(self) -> AsyncIterator[ReconcileResult]:
+        """Hold the reconcile lock for one pass (skipped when another process has it); time
+        it, count it in the metrics and log it."""
         started = time.perf_counter()
         result = ReconcileResult()
         async with self.store.reconcile_lock() as acquired:
-            if not acquired:
-                result.skipped = True
-                return result
-            await self._clock.sync(self.store)
-            if rescue:
-                await self._rescue_expired_leases(result)
-                await self._apply_retention(result)
-                if self._scheduler is not None:
-                    result.periodic_enqueued = await self._scheduler.run_once()
-            types = set(job_types)
-            if not only_given:
-                types |= set(await self.store.queued_job_types()) | await self.repair.job_types()
-            ordered = sorted(types)
-            result.indexes_rebuilt = sorted(await self.repair.epoch_missing(ordered))
-            for job_type in ordered:
-                token = await self.repair.begin_rebuild(job_type)
-                await self._reindex_type(job_type, result)
-                await self._remove_orphans(job_type, result)
-                if not await self.repair.finish_rebuild(job_type, token):
-                    log.warning(
-                        "redis lost data during the rebuild; the next run retries",
-                        extra={"action": "reconcile", "job_type": job_type},
-                    )
+            result.skipped = not acquired
+            if acquired:
+                await self._clock.sync(self.store)
+            yield result
         result.duration_ms = round((time.perf_counter() - started) * 1000, 1)
         if self._metrics is not None:
-            for kind in (
-                "leases_rescued",
-                "leases_failed",
-                "reindexed",
-                "drift_fixed",
-                "orphans_removed",
-            ):
-                self._metrics.reconciler_repairs.labels(kind).inc(getattr(result, kind))
-            self._metrics.reconciler_repairs.labels("indexes_rebuilt").inc(
-                len(result.indexes_rebuilt)
-            )
+            for kind, count in result.repairs().items():
+                self._metrics.reconciler_repairs.labels(kind).inc(count)
         log.info("reconciled", extra={"action": "reconcile", **asdict(result)})
-        return result
 
-    async def _rescue_expired_leases(self, result: ReconcileResult) -> None:
+    async def rescue_expired_leases(self, result: ReconcileResult) -> None:
+        """Running jobs whose lease expired go back to queued (attempt counted) or fail."""
         while True:
             rows = await self.store.rescue_expired_leases(
                 self.page_size, self.settings.retry_base_seconds, self.settings.retry_cap_seconds
             )
-            requeued = [entry for entry, status in rows if status == "queued"]
+            requeued = [r.entry for r in rows if r.status is JobStatus.QUEUED]
             result.leases_rescued += len(requeued)
             result.leases_failed += len(rows) - len(requeued)
             await self.index.add_jobs(requeued)
             if len(rows) < self.page_size:
                 return
 
-    async def _apply_retention(self, result: ReconcileResult) -> None:
+    async def apply_retention(self, result: ReconcileResult) -> None:
         """Delete finished jobs past their retention, at most retention_batch_per_run."""
         budget = self.settings.retention_batch_per_run
         rules = [
@@ -184,29 +184,47 @@ class Reconciler:
             ):
                 result.retention_deleted += deleted
 
+    async def enqueue_periodic(self, result: ReconcileResult) -> None:
+        """Enqueue the due tick of every periodic job, once however many copies run."""
+        if self._scheduler is not None:
+            result.periodic_enqueued += await self._scheduler.run_once()
+
+    async def repair_index(self, job_types: Iterable[str], result: ReconcileResult) -> None:
+        """Make each type's Redis index match its queued jobs, then mark it complete."""
+        ordered = sorted(job_types)
+        result.indexes_rebuilt = sorted(await self.repair.epoch_missing(ordered))
+        for job_type in ordered:
+            token = await self.repair.begin_rebuild(job_type)
+            await self._reindex_type(job_type, result)
+            await self._remove_orphans(job_type, result)
+            if not await self.repair.finish_rebuild(job_type, token):
+                log.warning(
+                    "redis lost data during the rebuild; the next run retries",
+                    extra={"action": "reconcile", "job_type": job_type},
+                )
+
     async def _reindex_type(self, job_type: str, result: ReconcileResult) -> None:
         after = None
         now_ms = self._clock.now_ms()
         while page := await self.store.queued_jobs_page(job_type, after, self.page_size):
             after = page[-1]
             scores = await self.repair.scores_of(job_type, page)
-            plan = _RepairPlan()
+            writes = IndexWrites()
             for entry, indexed in zip(page, scores, strict=True):
-                plan.add(entry, indexed, now_ms, result)
-            await self.repair.put(
-                job_type, plan.ready, plan.scheduled, plan.remove_ready, plan.remove_scheduled
-            )
+                _plan_repair(writes, entry, indexed, now_ms, result)
+            await self.repair.put(job_type, writes)
 
     async def _remove_orphans(self, job_type: str, result: ReconcileResult) -> None:
         """Remove members that do not stand for a queued job of this type at its current
         priority: finished, cancelled, running or unknown jobs, ids filed under the wrong
         type, stale priority ranks, and members that are not ids at all."""
-        for which in ("ready", "scheduled"):
+        for which in IndexSet:
+            scheduled = which is IndexSet.SCHEDULED
             async for members in self.repair.scan_pages(job_type, which, self.page_size):
                 expected = {
                     m: keys.job_id_from_member(m)
                     for m, _ in members
-                    if keys.is_member(m, scheduled=which == "scheduled")
+                    if keys.is_member(m, scheduled=scheduled)
                 }
                 queued = {
                     e.id: e for e in await self.store.find_queued_jobs(list(expected.values()))
@@ -214,7 +232,7 @@ class Reconciler:
                 stale = [
                     (member, score)
                     for member, score in members
-                    if not _stands_for(member, expected.get(member), queued, job_type, which)
+                    if not _stands_for(member, expected.get(member), queued, job_type, scheduled)
                 ]
                 result.orphans_removed += await self.repair.remove_if_unchanged(
                     job_type, which, stale
@@ -226,50 +244,42 @@ def _stands_for(
     job_id: uuid.UUID | None,
     queued: dict[uuid.UUID, IndexEntry],
     job_type: str,
-    which: str,
+    scheduled: bool,
 ) -> bool:
     entry = queued.get(job_id) if job_id is not None else None
     if entry is None or entry.job_type != job_type:
         return False
-    return which == "ready" or member == keys.scheduled_member(entry.id, entry.priority)
+    return not scheduled or member == keys.scheduled_member(entry.id, entry.priority)
 
 
-class _RepairPlan:
-    """The Redis writes that make one page of queued jobs match Postgres."""
-
-    def __init__(self) -> None:
-        self.ready: dict[bytes, int] = {}
-        self.scheduled: dict[bytes, int] = {}
-        self.remove_ready: list[bytes] = []
-        self.remove_scheduled: list[bytes] = []
-
-    def add(
-        self, e: IndexEntry, indexed: IndexedScores, now_ms: int, result: ReconcileResult
-    ) -> None:
-        due = keys.due_ms(e.scheduled_for)
-        ready_score = keys.ready_score(e.priority, e.scheduled_for)
-        ready_member = keys.ready_member(e.id)
-        scheduled_member = keys.scheduled_member(e.id, e.priority)
-        if indexed.ready is None and indexed.scheduled is None:
-            if due > now_ms:
-                self.scheduled[scheduled_member] = due
-            else:
-                self.ready[ready_member] = ready_score
-            result.reindexed += 1
-            return
-        fixes = 0
-        if due > now_ms and indexed.ready is not None:  # listed as ready before its time
-            self.remove_ready.append(ready_member)
-            self.scheduled[scheduled_member] = due
+def _plan_repair(
+    writes: IndexWrites, e: IndexEntry, indexed: IndexedScores, now_ms: int, result: ReconcileResult
+) -> None:
+    """Add to ``writes`` what makes one queued job's index entry match Postgres."""
+    due = keys.due_ms(e.scheduled_for)
+    ready_score = keys.ready_score(e.priority, e.scheduled_for)
+    ready_member = keys.ready_member(e.id)
+    scheduled_member = keys.scheduled_member(e.id, e.priority)
+    if indexed.ready is None and indexed.scheduled is None:
+        if due > now_ms:
+            writes.scheduled[scheduled_member] = due
+        else:
+            writes.ready[ready_member] = ready_score
+        result.reindexed += 1
+        return
+    fixes = 0
+    if due > now_ms and indexed.ready is not None:  # listed as ready before its time
+        writes.remove_ready.append(ready_member)
+        writes.scheduled[scheduled_member] = due
+        fixes += 1
+    elif indexed.ready is not None:
+        if indexed.ready != ready_score:
+            writes.ready[ready_member] = ready_score
             fixes += 1
-        elif indexed.ready is not None:
-            if indexed.ready != ready_score:
-                self.ready[ready_member] = ready_score
-                fixes += 1
-            if indexed.scheduled is not None:  # listed twice
-                self.remove_scheduled.append(scheduled_member)
-                fixes += 1
-        elif indexed.scheduled != due:
-            self.scheduled[scheduled_member] = due
+        if indexed.scheduled is not None:  # listed twice
+            writes.remove_scheduled.append(scheduled_member)
             fixes += 1
-        result.drift_fixed += 1 if fixes else 0
+    elif indexed.scheduled != due:
+        writes.scheduled[scheduled_member] = due
+        fixes += 1
+    result.drift_fixed += 1 if fixes else 0

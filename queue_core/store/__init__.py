@@ -1,0 +1,10 @@
+"""The Postgres store: the durable record of every job, and the only part of hybridq that
+imports asyncpg. Owns the pool (connection.py), every SQL statement (queries.sql, loaded by
+queries.py), the JobStore implementation (pg_store.py) and the migrations runner. May import
+the pure core only."""
+
+from .connection import Pool, create_pool, translate_errors
+from .migrate import apply_migrations, migrate
+from .pg_store import PgStore
+
+__all__ = ["PgStore", "Pool", "apply_migrations", "create_pool", "migrate", "translate_errors"]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
+from .connection import translate_errors
+
 log = logging.getLogger(__name__)
 
 # Keyed by the target schema's name, taken before the schema is created: concurrent first
@@ -71,6 +73,17 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str | None = None) 
         return applied
     finally:
         await conn.execute(_UNLOCK_SQL, target)
+
+
+async def migrate(database_url: str, schema: str | None = None) -> list[str]:
+    """``hybridq migrate``: connect, apply what is missing, disconnect; returns the versions
+    applied now. Raises BackendUnavailable when Postgres cannot be reached."""
+    async with translate_errors():
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await apply_migrations(conn, schema)
+        finally:
+            await conn.close()
 
 
 def _quote_ident(name: str) -> str:

@@ -1,161 +1,40 @@
-"""The Postgres job store: the only module of the engine that speaks asyncpg.
+"""PgStore: the Postgres job store, the only part of the engine that speaks asyncpg.
 
-Every method is one named statement from queries.sql. Driver errors become QueueErrors
-here: an unreachable server is BackendUnavailable("postgres"), a constraint violation is
-InvalidJob or DuplicateJob.
+Every method is one named statement from queries.sql, run inside ``translate_errors``
+(connection.py). Batched writes take named records (models.Completion, RetryLater, Failure,
+Attempt) and lock their rows in id order, so two of them never deadlock on each other.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
-from queue_core.errors import BackendUnavailable, DuplicateJob, InvalidJob
-from queue_core.models import PRIORITY_MIN, NewJob
-from queue_core.ports import Attempt, IndexEntry, Job
+from queue_core.models import (
+    PRIORITY_MIN,
+    Attempt,
+    Completion,
+    Failure,
+    IndexEntry,
+    Job,
+    JobCount,
+    JobStatus,
+    NewJob,
+    RescuedLease,
+    RetryLater,
+)
 
+from .connection import CONNECTION_ERRORS, translate_errors
 from .queries import Q
+from .rows import index_entry, job_from_record, new_job_row
 
 _AFTER_EVERY_UUID = uuid.UUID(int=(1 << 128) - 1)
 """The keyset cursor of a first page: greater than every id."""
-
-_CONNECTION_ERRORS = (
-    asyncpg.PostgresConnectionError,
-    # asyncpg raises this when a pooled connection the server just terminated is reused
-    # (MagicStack/asyncpg#1069): the connection is broken, not the statement.
-    asyncpg.InternalClientError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.ConnectionFailureError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
-
-
-_RETRYABLE_ERRORS = (
-    *_CONNECTION_ERRORS,
-    asyncpg.TransactionRollbackError,  # SQLSTATE class 40: deadlock, serialization failure
-)
-
-
-@asynccontextmanager
-async def translate_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except asyncpg.UniqueViolationError as exc:
-        raise DuplicateJob(str(exc)) from exc
-    except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError) as exc:
-        raise InvalidJob(f"rejected by the jobs table: {exc}") from exc
-    except asyncpg.DataError as exc:
-        raise InvalidJob(f"rejected by PostgreSQL: {exc}") from exc
-    except _RETRYABLE_ERRORS as exc:
-        # A lost or broken connection, a deadlock, a serialization failure: nothing was
-        # written, and the same statement may succeed when tried again.
-        raise BackendUnavailable("postgres", f"{type(exc).__name__}: {exc}") from exc
-
-
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """JSONB arrives as Python objects; it is sent as JSON text the caller already encoded."""
-    await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", format="text", encoder=_encode_json, decoder=json.loads
-    )
-
-
-def _encode_json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Pool release without asyncpg's default reset query (RESET ALL, UNLISTEN *, ...): that
-    is one more round trip per statement on the hot path. It is safe because no statement
-    here leaves session state behind: the advisory lock and LISTEN holders undo their own
-    state, and close their connection when they cannot (see reconcile_lock, listening)."""
-
-
-async def create_pool(
-    dsn: str,
-    *,
-    schema: str | None = None,
-    min_size: int = 1,
-    max_size: int = 10,
-    synchronous_commit: bool = True,
-) -> asyncpg.Pool:
-    server_settings = {"application_name": "hybridq"}
-    if not synchronous_commit:
-        server_settings["synchronous_commit"] = "off"
-    if schema:
-        server_settings["search_path"] = schema
-    async with translate_errors():
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            init=init_connection,
-            reset=_keep_session,
-            server_settings=server_settings,
-        )
-    assert pool is not None
-    return pool
-
-
-def job_from_record(record: asyncpg.Record) -> Job:
-    job = dict(record)
-    job["id"] = str(job["id"])
-    return job
-
-
-def _by_id(item: tuple[Any, ...]) -> uuid.UUID:
-    """Batched writes lock their rows in id order (see queries.sql: no deadlocks)."""
-    attempt: Attempt = item[0]
-    return attempt.id
-
-
-def new_job_row(job: NewJob, inserted: asyncpg.Record) -> Job:
-    """The row a fresh INSERT wrote, without reading it back: the client knows everything
-    but what the server decided for the statement (``inserted``: its created_at, and the
-    scheduled_for of jobs given none).
-    test_create_stores_job_and_indexes_it_as_ready holds this equal to get_job()."""
-    return {
-        "id": str(job.id),
-        "job_type": job.job_type,
-        "user_id": job.user_id,
-        "input": json.loads(job.input_json),
-        "output": None,
-        "status": "queued",
-        "priority": job.priority,
-        "attempts": 0,
-        "max_retries": job.max_retries,
-        "scheduled_for": (
-            job.scheduled_for.astimezone(UTC) if job.scheduled_for else inserted["scheduled_for"]
-        ),
-        "created_at": inserted["created_at"],
-        "started_at": None,
-        "finished_at": None,
-        "last_error": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "idempotency_key": None,
-        "request_fingerprint": None,
-    }
-
-
-def _index_entry(record: asyncpg.Record) -> IndexEntry:
-    return IndexEntry(
-        id=record["id"],
-        job_type=record["job_type"],
-        priority=record["priority"],
-        scheduled_for=record["scheduled_for"],
-        deferred=True,
-    )
 
 
 class PgStore:
@@ -250,10 +129,10 @@ class PgStore:
                 )
         return [job_from_record(r) for r in rows]
 
-    async def count_jobs(self) -> list[tuple[str, str, int]]:
+    async def count_jobs(self) -> list[JobCount]:
         async with translate_errors():
             rows = await self.pool.fetch(Q.count_jobs)
-        return [(r["job_type"], r["status"], r["jobs"]) for r in rows]
+        return [JobCount(r["job_type"], r["status"], r["jobs"]) for r in rows]
 
     async def oldest_due_queued_jobs(self) -> dict[str, datetime]:
         async with translate_errors():
@@ -265,7 +144,7 @@ class PgStore:
     ) -> list[IndexEntry]:
         async with translate_errors():
             rows = await self.pool.fetch(Q.retry_jobs_in_bulk, status, job_type, limit, finished_by)
-        return [_index_entry(r) for r in rows]
+        return [index_entry(r) for r in rows]
 
     async def delete_finished_jobs(
         self,
@@ -321,42 +200,45 @@ class PgStore:
     async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]:
         async with translate_errors():
             rows = await self.pool.fetch(Q.find_queued_jobs, list(ids))
-        return [_index_entry(r) for r in rows]
+        return [index_entry(r) for r in rows]
 
-    async def complete_jobs(self, results: Sequence[tuple[Attempt, str | None]]) -> set[uuid.UUID]:
-        results = sorted(results, key=_by_id)
+    async def complete_jobs(self, results: Sequence[Completion]) -> set[uuid.UUID]:
+        """Record succeeded attempts (fenced); returns the ids written."""
+        results = sorted(results, key=lambda r: r.attempt.id)
         async with translate_errors():
             rows = await self.pool.fetch(
                 Q.complete_jobs,
-                [a.id for a, _ in results],
-                [a.attempt for a, _ in results],
-                [output for _, output in results],
-                [a.owner for a, _ in results],
+                [r.attempt.id for r in results],
+                [r.attempt.attempt for r in results],
+                [r.output_json for r in results],
+                [r.attempt.owner for r in results],
             )
         return {r["id"] for r in rows}
 
-    async def retry_jobs(self, failures: Sequence[tuple[Attempt, str, float]]) -> list[IndexEntry]:
-        failures = sorted(failures, key=_by_id)
+    async def retry_jobs(self, failures: Sequence[RetryLater]) -> list[IndexEntry]:
+        """Queue failed attempts again after their delay (fenced); returns their entries."""
+        failures = sorted(failures, key=lambda f: f.attempt.id)
         async with translate_errors():
             rows = await self.pool.fetch(
                 Q.retry_jobs,
-                [a.id for a, _, _ in failures],
-                [a.attempt for a, _, _ in failures],
-                [error for _, error, _ in failures],
-                [delay for _, _, delay in failures],
-                [a.owner for a, _, _ in failures],
+                [f.attempt.id for f in failures],
+                [f.attempt.attempt for f in failures],
+                [f.error for f in failures],
+                [f.delay_seconds for f in failures],
+                [f.attempt.owner for f in failures],
             )
-        return [_index_entry(r) for r in rows]
+        return [index_entry(r) for r in rows]
 
-    async def fail_jobs(self, failures: Sequence[tuple[Attempt, str]]) -> set[uuid.UUID]:
-        failures = sorted(failures, key=_by_id)
+    async def fail_jobs(self, failures: Sequence[Failure]) -> set[uuid.UUID]:
+        """Record failed jobs (fenced); returns the ids written."""
+        failures = sorted(failures, key=lambda f: f.attempt.id)
         async with translate_errors():
             rows = await self.pool.fetch(
                 Q.fail_jobs,
-                [a.id for a, _ in failures],
-                [a.attempt for a, _ in failures],
-                [error for _, error in failures],
-                [a.owner for a, _ in failures],
+                [f.attempt.id for f in failures],
+                [f.attempt.attempt for f in failures],
+                [f.error for f in failures],
+                [f.attempt.owner for f in failures],
             )
         return {r["id"] for r in rows}
 
@@ -383,7 +265,7 @@ class PgStore:
                 [a.attempt for a in attempts],
                 [a.owner for a in attempts],
             )
-        return [_index_entry(r) for r in rows]
+        return [index_entry(r) for r in rows]
 
     async def cancel_job(self, job_id: uuid.UUID) -> Job | None:
         async with translate_errors():
@@ -408,11 +290,11 @@ class PgStore:
 
     async def rescue_expired_leases(
         self, limit: int, backoff_base: float, backoff_cap: float
-    ) -> list[tuple[IndexEntry, str]]:
-        """One page of expired leases rescued: (entry, new status) for each."""
+    ) -> list[RescuedLease]:
+        """One page of expired leases rescued: each job's entry and its new status."""
         async with translate_errors():
             rows = await self.pool.fetch(Q.rescue_expired_leases, limit, backoff_base, backoff_cap)
-        return [(_index_entry(r), r["status"]) for r in rows]
+        return [RescuedLease(index_entry(r), JobStatus(r["status"])) for r in rows]
 
     async def queued_job_types(self) -> list[str]:
         async with translate_errors():
@@ -431,7 +313,7 @@ class PgStore:
         )
         async with translate_errors():
             rows = await self.pool.fetch(Q.queued_jobs_page, job_type, *cursor, limit)
-        return [_index_entry(r) for r in rows]
+        return [index_entry(r) for r in rows]
 
     @asynccontextmanager
     async def reconcile_lock(self) -> AsyncIterator[bool]:
@@ -448,7 +330,7 @@ class PgStore:
                 if acquired:
                     try:
                         await conn.fetchval(Q.reconcile_unlock)
-                    except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                    except (*CONNECTION_ERRORS, asyncpg.PostgresError):
                         # a session that may still hold the lock must go (unless already gone)
                         with contextlib.suppress(asyncpg.InterfaceError):
                             conn.terminate()
@@ -461,7 +343,9 @@ class PgStore:
             await connection.execute(Q.notify, channel, payload)
 
     @asynccontextmanager
-    async def listening(self, channel: str, callback: Any) -> AsyncIterator[Callable[[], bool]]:
+    async def listening(
+        self, channel: str, callback: Callable[..., None]
+    ) -> AsyncIterator[Callable[[], bool]]:
         """LISTEN on a connection held for the block; yields a function telling whether
         that connection has been closed (then the caller should listen again)."""
         async with translate_errors():
@@ -474,17 +358,17 @@ class PgStore:
             finally:
                 try:
                     await conn.remove_listener(channel, callback)
-                except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                except (*CONNECTION_ERRORS, asyncpg.PostgresError):
                     # never hand a connection that still LISTENs to the pool
                     with contextlib.suppress(asyncpg.InterfaceError):
                         conn.terminate()
         finally:
-            with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+            with contextlib.suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self.pool.release(conn)
 
     async def server_now(self) -> datetime:
         async with translate_errors():
-            value: datetime = await self.pool.fetchval("SELECT now()")
+            value: datetime = await self.pool.fetchval(Q.server_now)
         return value
 
     async def server_time_ms(self) -> float:

@@ -131,6 +131,10 @@ RETURNING *;
 -- Tell workers, once the caller's transaction commits, which jobs to index in Redis.
 SELECT pg_notify($1, $2);
 
+-- name: server_now
+-- Postgres' clock: retention and bulk retry cut off by it, as finished_at was written by it.
+SELECT now();
+
 -- name: server_time_ms
 -- Postgres' clock, in ms since the Unix epoch: workers promote scheduled jobs by this clock.
 SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8;

@@ -13,8 +13,7 @@ from pydantic import ValidationError
 
 from queue_core.contracts import JobContract, describe_validation_error
 from queue_core.errors import PermanentJobError
-from queue_core.models import encode_output
-from queue_core.ports import Attempt, Job
+from queue_core.models import Attempt, Job, encode_output
 from queue_core.retry import RetryPolicy
 
 LAST_ERROR_MAX_CHARS = 4000

@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Callable
 
 from queue_core.errors import BackendUnavailable
-from queue_core.ports import JobStore, ReadyIndex
+from queue_core.models import Completion, Failure, RetryLater
+from queue_core.ports import OutcomeStore, ReadyIndex
 from queue_core.telemetry.metrics import Metrics
 
 from .executor import Outcome, OutcomeKind
@@ -29,7 +30,7 @@ _BACKOFF_MAX_SECONDS = 2.0
 class OutcomeBuffer:
     def __init__(
         self,
-        store: JobStore,
+        store: OutcomeStore,
         index: ReadyIndex,
         owner: str,
         *,
@@ -109,11 +110,13 @@ class OutcomeBuffer:
     async def _write(self, kind: OutcomeKind, group: list[Outcome]) -> set[uuid.UUID]:
         """One fenced statement for the group; returns the ids it wrote."""
         if kind is OutcomeKind.SUCCEEDED:
-            return await self._store.complete_jobs([(o.attempt, o.output_json) for o in group])
+            return await self._store.complete_jobs(
+                [Completion(o.attempt, o.output_json) for o in group]
+            )
         if kind is OutcomeKind.FAILED:
-            return await self._store.fail_jobs([(o.attempt, o.error or "") for o in group])
+            return await self._store.fail_jobs([Failure(o.attempt, o.error or "") for o in group])
         entries = await self._store.retry_jobs(
-            [(o.attempt, o.error or "", o.delay_seconds) for o in group]
+            [RetryLater(o.attempt, o.error or "", o.delay_seconds) for o in group]
         )
         try:
             await self._index.add_jobs(entries)

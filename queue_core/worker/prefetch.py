@@ -25,7 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from queue_core.ports import Attempt, Job
+from queue_core.models import Attempt, Job
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic clock (time.monotonic; tests pass a fake they advance)."""
 
 AVERAGE_WEIGHT = 0.2
 """Weight of the newest job's duration in the moving average."""
@@ -39,16 +42,23 @@ class Waiting:
     rank: tuple[int, datetime, uuid.UUID]
     job: Job = field(compare=False)
     attempt: Attempt = field(compare=False)
-    since: float = field(compare=False)  # time.monotonic() when claimed
+    since: float = field(compare=False)  # the clock's reading when it was claimed
 
 
-def waiting(job: Job, attempt: Attempt) -> Waiting:
+def waiting(job: Job, attempt: Attempt, since: float) -> Waiting:
     rank = (-int(job["priority"]), job["scheduled_for"], attempt.id)
-    return Waiting(rank, job, attempt, time.monotonic())
+    return Waiting(rank, job, attempt, since)
 
 
 class ClaimedAhead:
-    def __init__(self, limit: int, max_job_seconds: float, max_wait_seconds: float) -> None:
+    def __init__(
+        self,
+        limit: int,
+        max_job_seconds: float,
+        max_wait_seconds: float,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.clock = clock
         self.limit = limit
         self.max_job_seconds = max_job_seconds
         self.max_wait_seconds = max_wait_seconds
@@ -64,18 +74,18 @@ class ClaimedAhead:
         if self.average_job_seconds >= self.max_job_seconds:
             return 0
         oldest = next(iter(self._started.values()), None)
-        if oldest is not None and time.monotonic() - oldest >= self.max_job_seconds:
+        if oldest is not None and self.clock() - oldest >= self.max_job_seconds:
             return 0
         return self.limit
 
     def started(self, job_id: uuid.UUID) -> None:
-        self._started[job_id] = time.monotonic()
+        self._started[job_id] = self.clock()
 
     def finished(self, job_id: uuid.UUID) -> None:
         """The job's handler returned: its duration joins the moving average."""
         began = self._started.pop(job_id, None)
         if began is not None:
-            seconds = time.monotonic() - began
+            seconds = self.clock() - began
             self.average_job_seconds += AVERAGE_WEIGHT * (seconds - self.average_job_seconds)
 
     def push(self, entry: Waiting) -> None:
@@ -91,7 +101,7 @@ class ClaimedAhead:
 
     def take_stale(self) -> list[Waiting]:
         """Remove and return the jobs that waited longer than max_wait_seconds."""
-        cutoff = time.monotonic() - self.max_wait_seconds
+        cutoff = self.clock() - self.max_wait_seconds
         stale = [w for w in self._waiting if w.since < cutoff]
         if stale:
             self._keep(lambda w: w.since >= cutoff)
@@ -105,7 +115,7 @@ class ClaimedAhead:
         if not self._waiting:
             return None
         oldest = min(w.since for w in self._waiting)  # a few dozen at most
-        return max(0.0, oldest + self.max_wait_seconds - time.monotonic())
+        return max(0.0, oldest + self.max_wait_seconds - self.clock())
 
     def _keep(self, wanted: Callable[[Waiting], bool]) -> None:
         self._waiting = [w for w in self._waiting if wanted(w)]

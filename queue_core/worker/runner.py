@@ -2,9 +2,10 @@
 confirmed in Postgres), runs their handlers, and records outcomes in batches.
 
 1. the claim loop asks the Claimer for as many jobs as it has room for: free slots, plus
-   the claim-ahead room while jobs are short (prefetch.py);
-2. each confirmed job waits in ClaimedAhead until a slot frees, then runs in its own task;
-3. its outcome goes to the OutcomeBuffer; the heartbeat renews every lease it holds.
+   the claim-ahead room while jobs are short (prefetch.py), and takes what it returns;
+2. each claimed job waits in ClaimedAhead until a slot frees, then runs in its own task;
+3. its outcome goes to the OutcomeBuffer; the heartbeat renews every lease it holds
+   (leases.py) and cancels the handlers of jobs whose lease was lost.
 An idle worker waits for work in the Claimer (a Redis blocking pop), never on a fixed poll.
 """
 
@@ -19,27 +20,28 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from queue_core.contracts import ContractRegistry
 from queue_core.errors import BackendUnavailable, HandlerNotFound
-from queue_core.ports import Attempt, Job, JobStore, ReadyIndex
+from queue_core.models import Attempt, Job
+from queue_core.ports import JobStore, ReadyIndex
 from queue_core.retry import RetryPolicy
 from queue_core.settings import Settings
 from queue_core.telemetry.metrics import Metrics
 
-from .claimer import Claimer
-from .executor import Outcome, execute
+from .claimer import ClaimedJob, Claimer, RebuildIndex
+from .executor import execute
+from .leases import Leases
 from .outcomes import OutcomeBuffer
-from .prefetch import ClaimedAhead, Waiting, waiting
+from .prefetch import ClaimedAhead, Clock, Waiting, waiting
 
 log = logging.getLogger(__name__)
 
 FINAL_FLUSH_SECONDS = 10.0
 """A stopping worker tries this long to write its last outcomes."""
-RELEASE_TRIES = 8
-"""Tries to give jobs back (backoff 0.1 s doubling to 1 s: about 5 s in all)."""
 IDLE_WAIT_MIN_SECONDS = 0.01
 """Shortest idle wait: a BZPOPMIN timeout rounded down to 0 would block without end."""
 PREFETCH_MAX_WAIT_SECONDS = 1.0
@@ -48,6 +50,17 @@ PREFETCH_MAX_WAIT_SECONDS = 1.0
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    job: Job
+    attempt: Attempt
+    task: asyncio.Task[None]
+
+    @property
+    def job_type(self) -> str:
+        return str(self.job["job_type"])
 
 
 class JobRunnerService(ContractRegistry):
@@ -59,13 +72,15 @@ class JobRunnerService(ContractRegistry):
         *,
         concurrency: int | None = None,
         worker_id: str | None = None,
-        rebuild_index: Callable[[list[str]], Awaitable[object]] | None = None,
+        rebuild_index: RebuildIndex | None = None,
         index_committed_jobs: Callable[[], Coroutine[Any, Any, None]] | None = None,
         metrics: Metrics | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
-        """``rebuild_index(types)`` re-indexes types whose Redis index was lost (wiring
-        passes Reconciler.rebuild_index); ``index_committed_jobs()`` runs in the background
-        to index jobs created in callers' transactions (committed_jobs.py)."""
+        """``rebuild_index(types)`` re-indexes types whose Redis index was lost (connect()
+        passes the reconciler's); ``index_committed_jobs()`` runs in the background to index
+        jobs created in callers' transactions (enqueue/committed_jobs.py). ``clock``: seconds
+        on a monotonic clock, for the claim-ahead timings."""
         super().__init__()  # the job contracts this worker runs (register_handler)
         self.settings = settings or Settings()
         self.worker_id = worker_id or new_worker_id()
@@ -75,29 +90,23 @@ class JobRunnerService(ContractRegistry):
         self._policy = RetryPolicy(
             self.settings.retry_base_seconds, self.settings.retry_cap_seconds
         )
-        # id -> (attempt, its task, job type)
-        self._running: dict[uuid.UUID, tuple[Attempt, asyncio.Task[None], str]] = {}
-        self._held: dict[uuid.UUID, Attempt] = {}  # claimed, until its outcome is written
+        self._running: dict[uuid.UUID, RunningJob] = {}
+        self._leases = Leases(store, index, self.settings.lease_seconds, self.worker_id)
         prefetch = self.settings.prefetch
         self._ahead = ClaimedAhead(
             2 * self.concurrency if prefetch is None else prefetch,
             self.settings.prefetch_max_job_ms / 1000.0,
             PREFETCH_MAX_WAIT_SECONDS,
+            clock,
         )
-        self._new_work = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._chores: set[asyncio.Task[None]] = set()
         self._releases: set[asyncio.Task[None]] = set()  # stale claimed-ahead jobs going back
         self._claimer = Claimer(
             store,
             index,
             self.settings,
             self.worker_id,
-            begin=self._start,
-            spawn=self._chore,
-            new_work=self._new_work,
-            stopping=self._stopping,
             rebuild_index=rebuild_index,
             metrics=metrics,
         )
@@ -109,7 +118,7 @@ class JobRunnerService(ContractRegistry):
             self.worker_id,
             flush_interval=self.settings.flush_interval_ms / 1000.0,
             batch_max=self.settings.flush_batch_max,
-            on_written=self._forget_written,
+            on_written=lambda written: self._leases.forget([o.attempt for o in written]),
             metrics=metrics,
         )
 
@@ -126,7 +135,6 @@ class JobRunnerService(ContractRegistry):
         release the rest, flush outcomes and return."""
         self._stopping.set()
         self._claimer.interrupt()
-        self._new_work.set()
         self._slot_freed.set()
 
     async def run(self) -> None:
@@ -134,7 +142,7 @@ class JobRunnerService(ContractRegistry):
             raise HandlerNotFound("no handler registered: call register_handler() first")
         await self._sync_clock()
         background = [
-            asyncio.create_task(self._index.listen(self.job_types, self._new_work)),
+            asyncio.create_task(self._index.listen(self.job_types, self._claimer.new_work)),
             asyncio.create_task(self._outcomes.run()),
             asyncio.create_task(self._heartbeat_loop()),
         ]
@@ -154,11 +162,10 @@ class JobRunnerService(ContractRegistry):
             await self._finish_running(self.settings.shutdown_grace_seconds)
             await self._final_flush()
         finally:
-            for task in [*background, *self._chores, *self._releases]:
+            for task in [*background, *self._releases]:
                 task.cancel()
-            await asyncio.gather(
-                *background, *self._chores, *self._releases, return_exceptions=True
-            )
+            await asyncio.gather(*background, *self._releases, return_exceptions=True)
+            await self._claimer.aclose()
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
     async def _final_flush(self) -> None:
@@ -204,17 +211,11 @@ class JobRunnerService(ContractRegistry):
             # With jobs waiting here already, claim only once half the room is free: fewer,
             # larger claims (each costs two round trips whatever its size).
             if free <= 0 or (len(self._ahead) and free < capacity // 2):
-                self._slot_freed.clear()
-                timeout = self.settings.idle_poll_seconds
-                if stale_in is not None:
-                    timeout = min(timeout, stale_in)
-                await self._wait(self._slot_freed, timeout)
+                await self._wait_for_slot(stale_in)
                 continue
-            self._new_work.clear()
+            self._claimer.new_work.clear()
             try:
-                started, wait_ms = await self._claimer.claim(
-                    self.job_types, free, self._free_slots()
-                )
+                claim = await self._claimer.claim(self.job_types, free, self._free_slots())
             except BackendUnavailable as exc:
                 log.warning(
                     "claim failed; backing off", extra={"action": "claim_jobs", "error": str(exc)}
@@ -232,50 +233,61 @@ class JobRunnerService(ContractRegistry):
                 await self._wait(self._stopping, 1.0)
                 continue
             backoff = 0.05
-            if started >= free:
+            self._take(claim.jobs)
+            if len(claim.jobs) >= free:
                 continue
-            if wait_ms == 0:
+            if claim.wait_ms == 0:
                 if self._free_slots():
                     continue  # more is ready, and slots to run it
                 # More is ready but only claim-ahead room is left, which a job on its last
-                # attempt is refused (claimer.py): claim again once a slot frees, not now.
-                self._slot_freed.clear()
-                await self._wait(self._slot_freed, self.settings.idle_poll_seconds)
+                # attempt is refused (see claim_jobs): claim again once a slot frees.
+                await self._wait_for_slot(None)
                 continue
             timeout = self.settings.idle_poll_seconds
-            if wait_ms > 0:
-                timeout = min(timeout, wait_ms / 1000.0)
+            if claim.wait_ms > 0:
+                timeout = min(timeout, claim.wait_ms / 1000.0)
             if stale_in is not None:
                 timeout = min(timeout, stale_in)
-            await self._claimer.idle(
+            jobs = await self._claimer.idle(
                 self.job_types, max(timeout, IDLE_WAIT_MIN_SECONDS), self._free_slots()
             )
+            self._take(jobs)
+
+    async def _wait_for_slot(self, stale_in: float | None) -> None:
+        self._slot_freed.clear()
+        timeout = self.settings.idle_poll_seconds
+        if stale_in is not None:
+            timeout = min(timeout, stale_in)
+        await self._wait(self._slot_freed, timeout)
 
     def _free_slots(self) -> int:
         """Slots a job claimed now would start in at once."""
         return max(0, self.concurrency - len(self._running) - len(self._ahead))
 
-    def _start(self, job: Job, source: str, job_id: uuid.UUID | None = None) -> None:
-        if self._metrics is not None:
-            self._metrics.claimed.labels(job["job_type"], source).inc()
-            waited = (job["started_at"] - job["scheduled_for"]).total_seconds()
-            self._metrics.enqueue_to_start_seconds.labels(job["job_type"]).observe(max(waited, 0))
-        job_id = job_id or uuid.UUID(job["id"])  # the caller's, when it has it: no parse
-        attempt = Attempt(job_id, job["attempts"], job["lease_owner"])
-        self._held[attempt.id] = attempt
-        self._ahead.push(waiting(job, attempt))
-        self._fill_slots()
+    def _take(self, claimed: list[ClaimedJob]) -> None:
+        """Hold the leases of freshly claimed jobs and start what the slots allow."""
+        now = self._ahead.clock()
+        for c in claimed:
+            if self._metrics is not None:
+                self._metrics.claimed.labels(c.job["job_type"], c.source).inc()
+                waited = (c.job["started_at"] - c.job["scheduled_for"]).total_seconds()
+                self._metrics.enqueue_to_start_seconds.labels(c.job["job_type"]).observe(
+                    max(waited, 0)
+                )
+            self._leases.hold(c.attempt)
+            self._ahead.push(waiting(c.job, c.attempt, now))
+        if claimed:
+            self._fill_slots()
 
     def _fill_slots(self) -> None:
         """Start claimed jobs, in claim order, while slots are free."""
         while len(self._running) < self.concurrency and not self._stopping.is_set():
-            waiting = self._ahead.pop()
-            if waiting is None:
+            next_job = self._ahead.pop()
+            if next_job is None:
                 return
-            job, attempt = waiting.job, waiting.attempt
-            task = asyncio.create_task(self._run_job(job, attempt))
-            self._running[attempt.id] = (attempt, task, job["job_type"])
-            self._ahead.started(attempt.id)
+            task = asyncio.create_task(self._run_job(next_job.job, next_job.attempt))
+            self._running[next_job.attempt.id] = RunningJob(next_job.job, next_job.attempt, task)
+            self._ahead.started(next_job.attempt.id)
 
     async def _run_job(self, job: Job, attempt: Attempt) -> None:
         try:
@@ -287,7 +299,8 @@ class JobRunnerService(ContractRegistry):
                 )
             await self._outcomes.add(outcome)
         finally:
-            if self._running.get(attempt.id, (None,))[0] == attempt:
+            running = self._running.get(attempt.id)
+            if running is not None and running.attempt == attempt:
                 del self._running[attempt.id]
                 self._ahead.finished(attempt.id)
             self._fill_slots()
@@ -298,58 +311,21 @@ class JobRunnerService(ContractRegistry):
         jobs turned out long): another worker may be idle."""
         stale = self._ahead.take_stale()
         if stale:
-            self._chore(self._give_back(stale), self._releases)
+            task = asyncio.create_task(self._give_back(stale))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
     async def _give_back(self, stale: list[Waiting]) -> None:
         """Release stale claimed-ahead jobs; if Postgres will not take them now, they wait
         here again (leased, renewed) and start when a slot frees, or go at the next try:
         never left leased and idle, never run out of order with a counted attempt."""
-        if not await self._release([w.attempt for w in stale]):
+        if not await self._leases.give_back([w.attempt for w in stale]):
+            now = self._ahead.clock()
             for w in stale:
-                if self._held.get(w.attempt.id) == w.attempt:
+                if self._leases.holds(w.attempt):
                     # waiting anew: the next try to give it back is a wait period away
-                    self._ahead.push(dataclasses.replace(w, since=time.monotonic()))
+                    self._ahead.push(dataclasses.replace(w, since=now))
             self._fill_slots()
-
-    async def _release(self, attempts: list[Attempt]) -> bool:
-        """Give claimed jobs back to the queue, attempt not counted. False when Postgres
-        would not take them within a few seconds (their leases stay held)."""
-        delay = 0.1
-        for _ in range(RELEASE_TRIES):
-            try:
-                entries = await self._store.release_jobs(attempts)
-                break
-            except BackendUnavailable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        else:
-            log.error(
-                "could not release jobs now",
-                extra={"action": "release_jobs", "jobs": len(attempts)},
-            )
-            return False
-        for attempt in attempts:
-            if self._held.get(attempt.id) == attempt:
-                del self._held[attempt.id]
-        with contextlib.suppress(BackendUnavailable):  # else the reconciler indexes them
-            await self._index.add_jobs(entries)
-        log.info("released unfinished jobs", extra={"action": "release_jobs", "jobs": len(entries)})
-        return True
-
-    def _chore(
-        self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]] | None = None
-    ) -> None:
-        """Run ``work`` in the background, kept in ``tasks`` (default: the chores) until done;
-        run() cancels whatever is left when it ends."""
-        kept = self._chores if tasks is None else tasks
-        task = asyncio.create_task(work)
-        kept.add(task)
-        task.add_done_callback(kept.discard)
-
-    def _forget_written(self, outcomes: list[Outcome]) -> None:
-        for o in outcomes:
-            if self._held.get(o.attempt.id) == o.attempt:
-                del self._held[o.attempt.id]
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
@@ -366,33 +342,23 @@ class JobRunnerService(ContractRegistry):
     async def heartbeat(self) -> None:
         """Extend every lease this worker holds in one statement. A job whose lease is gone
         (cancelled, or rescued after it expired) has its handler cancelled."""
-        held = list(self._held.values())
-        if not held:
-            return
-        try:
-            kept = await self._store.extend_leases(held, self.settings.lease_seconds)
-        except BackendUnavailable as exc:
-            log.warning("heartbeat failed", extra={"action": "extend_leases", "error": str(exc)})
-            return
-        for attempt in held:
-            if attempt.id in kept or self._held.get(attempt.id) != attempt:
-                continue
-            del self._held[attempt.id]
+        for attempt in await self._leases.renew():
             self._ahead.discard(attempt.id)
             running = self._running.get(attempt.id)
-            if running is not None and running[0] == attempt:
-                running[1].cancel()
-                if self._metrics is not None:
-                    self._metrics.leases_lost.labels(running[2]).inc()
-                log.warning(
-                    "lease lost: handler cancelled",
-                    extra={
-                        "action": "lease_lost",
-                        "job_id": str(attempt.id),
-                        "attempt": attempt.attempt,
-                        "worker_id": self.worker_id,
-                    },
-                )
+            if running is None or running.attempt != attempt:
+                continue
+            running.task.cancel()
+            if self._metrics is not None:
+                self._metrics.leases_lost.labels(running.job_type).inc()
+            log.warning(
+                "lease lost: handler cancelled",
+                extra={
+                    "action": "lease_lost",
+                    "job_id": str(attempt.id),
+                    "attempt": attempt.attempt,
+                    "worker_id": self.worker_id,
+                },
+            )
 
     async def _finish_running(self, grace: float) -> None:
         """Give back the jobs claimed ahead, let running jobs finish for ``grace`` seconds,
@@ -403,20 +369,20 @@ class JobRunnerService(ContractRegistry):
             await asyncio.wait(self._releases, timeout=FINAL_FLUSH_SECONDS)
         unstarted = self._ahead.take_all()
         if unstarted:
-            await self._release([w.attempt for w in unstarted])
+            await self._leases.give_back([w.attempt for w in unstarted])
         if not self._running:
             return
-        tasks = [task for _, task, _ in self._running.values()]
-        await asyncio.wait(tasks, timeout=grace)
-        unfinished = [(a, t) for a, t, _ in self._running.values() if not t.done()]
+        await asyncio.wait([r.task for r in self._running.values()], timeout=grace)
+        unfinished = [r for r in self._running.values() if not r.task.done()]
         if not unfinished:
             return
-        for _, task in unfinished:
-            task.cancel()
-        await asyncio.gather(*(t for _, t in unfinished), return_exceptions=True)
-        await self._release([a for a, _ in unfinished])
+        for r in unfinished:
+            r.task.cancel()
+        await asyncio.gather(*(r.task for r in unfinished), return_exceptions=True)
+        await self._leases.give_back([r.attempt for r in unfinished])
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
+

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from queue_core import JobRunnerService, Queue
+from queue_core.index import IndexRepair
 from queue_core.maintenance.reconciler import Reconciler
 from queue_core.store.pg_store import PgStore
 from tests.support import chaos
@@ -47,7 +48,9 @@ async def _expire_and_rescue(queue: Queue, job_id: str) -> None:
         "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
         uuid.UUID(job_id),
     )
-    reconciler = Reconciler(queue.store, queue.index, chaos.short_lease(queue.settings))
+    reconciler = Reconciler(
+        queue.store, queue.index, IndexRepair(queue.index), chaos.short_lease(queue.settings)
+    )
     result = await reconciler.run_once()
     assert result.leases_rescued == 1, result
     job = await queue.job_service.get(job_id)

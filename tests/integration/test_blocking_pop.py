@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from queue_core import Queue, keys
-from queue_core.ports import PoppedId
+from queue_core.models import PoppedId
 from tests.support.aio import mark_index_complete, running, wait_until
 
 

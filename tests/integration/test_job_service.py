@@ -148,7 +148,7 @@ async def test_retry_of_queued_job_is_a_state_conflict(queue: Queue) -> None:
 
 async def test_create_succeeds_when_redis_is_unreachable(queue: Queue) -> None:
     from queue_core.enqueue.service import JobService
-    from queue_core.index.redis_index import RedisIndex, create_client
+    from queue_core.index import RedisIndex, create_client
 
     dead = create_client("redis://127.0.0.1:1/0")
     service = JobService(queue.store, RedisIndex(dead, queue.settings.namespace))

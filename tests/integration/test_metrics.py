@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from queue_core import PermanentJobError, Queue
 from queue_core.enqueue.service import JobService
+from queue_core.index import IndexRepair
 from queue_core.telemetry.metrics import Metrics
 from queue_core.worker.runner import JobRunnerService
 from tests.support.aio import running, wait_for_status
@@ -61,7 +62,9 @@ async def test_reconciler_counts_its_repairs_by_kind(queue: Queue) -> None:
     from queue_core.maintenance.reconciler import Reconciler
 
     job = await queue.job_service.create("r", {})
-    reconciler = Reconciler(queue.store, queue.index, queue.settings, metrics=metrics)
+    reconciler = Reconciler(
+        queue.store, queue.index, IndexRepair(queue.index), queue.settings, metrics=metrics
+    )
     await reconciler.run_once()
     await queue.redis.delete(queue.index.keys_for("r").ready)
     await reconciler.run_once()

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from queue_core import ContractRegistry, InvalidJob, Queue, connect
-from queue_core.periodic import PeriodicScheduler, make_periodic
+from queue_core.maintenance.scheduler import PeriodicScheduler
+from queue_core.periodic import make_periodic
 
 EVERY_5_MIN = make_periodic(
     "digest", cron="*/5 * * * *", job_type="briefing_generation", input={"topic": "digest"}

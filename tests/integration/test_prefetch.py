@@ -132,9 +132,9 @@ async def test_stale_jobs_postgres_will_not_take_back_wait_and_run_here(
 ) -> None:
     """When the release of stale claimed-ahead jobs fails, they are neither dropped (their
     leases renewed with nobody to run them) nor lost: they wait here again and run."""
-    from queue_core.worker import runner as runner_module
+    from queue_core.worker import leases as leases_module
 
-    monkeypatch.setattr(runner_module, "RELEASE_TRIES", 1)
+    monkeypatch.setattr(leases_module, "RELEASE_TRIES", 1)
     jobs = [await queue.job_service.create("slow", {"n": n}) for n in range(3)]
     await mark_index_complete(queue, "slow")
     release_first = asyncio.Event()

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from queue_core import Job, Queue, keys
-from queue_core.index.repair import IndexRepair
+from queue_core.index import IndexRepair
+from queue_core.keys import IndexSet
 from queue_core.maintenance.reconciler import Reconciler, ReconcileResult
 from tests.support.workers import REPO, worker_env
 
@@ -111,8 +112,10 @@ async def unindex(queue: Queue, job: Job) -> None:
 
 async def delete_namespace_keys(queue: Queue) -> int:
     """What a Redis restart without persistence does to this test's namespace."""
-    found = [key async for key in queue.redis.scan_iter(
-        match=f"{{{queue.settings.namespace}:*", count=1000)]
+    found = [
+        key
+        async for key in queue.redis.scan_iter(match=f"{{{queue.settings.namespace}:*", count=1000)
+    ]
     return int(await queue.redis.delete(*found)) if found else 0
 
 
@@ -135,8 +138,7 @@ async def claim_by_dead_worker(queue: Queue, *jobs: Job, lease_seconds: float = 
 
 async def test_reconciler_reindexes_queued_job_missing_from_redis(queue: Queue) -> None:
     ready = await queue.job_service.create("t", {"n": 1}, priority=7)
-    later = await queue.job_service.create("t", {"n": 2}, priority=-3,
-                                           scheduled_for=in_an_hour())
+    later = await queue.job_service.create("t", {"n": 2}, priority=-3, scheduled_for=in_an_hour())
     kept = await queue.job_service.create("t", {"n": 3})
     await settle(queue, "t")
     kept_placement = await placement(queue, kept)
@@ -164,8 +166,7 @@ async def test_reconciler_reindexes_queued_job_missing_from_redis(queue: Queue) 
 
 async def test_reconciler_removes_redis_ids_whose_job_is_not_queued(queue: Queue) -> None:
     queued = await queue.job_service.create("t", {"n": "queued"})
-    queued_later = await queue.job_service.create("t", {"n": "later"},
-                                                  scheduled_for=in_an_hour())
+    queued_later = await queue.job_service.create("t", {"n": "later"}, scheduled_for=in_an_hour())
     succeeded = await queue.job_service.create("t", {"n": "succeeded"}, priority=2)
     cancelled = await queue.job_service.create("t", {"n": "cancelled"})
     running = await queue.job_service.create("t", {"n": "running"}, priority=-1)
@@ -181,8 +182,10 @@ async def test_reconciler_removes_redis_ids_whose_job_is_not_queued(queue: Queue
     ghost = uuid.uuid4()  # listed in Redis, never in Postgres
     k = tkeys(queue, "t")
     due = keys.due_ms(datetime.now(UTC))
-    ready_orphans = {keys.ready_member(i): due + n for n, i in enumerate(
-        [job_uuid(succeeded), job_uuid(cancelled), ghost])}  # running is still listed as ready
+    ready_orphans = {
+        keys.ready_member(i): due + n
+        for n, i in enumerate([job_uuid(succeeded), job_uuid(cancelled), ghost])
+    }  # running is still listed as ready
     scheduled_orphans = {
         keys.scheduled_member(job_uuid(succeeded), 2): due + 10,
         keys.scheduled_member(job_uuid(cancelled), 0): due + 11,
@@ -199,10 +202,15 @@ async def test_reconciler_removes_redis_ids_whose_job_is_not_queued(queue: Queue
     assert counts(result) == expect(orphans_removed=8)
     assert await set_sizes(queue, "t") == (1, 1)
     assert (await placement(queue, queued), await placement(queue, queued_later)) == before
-    statuses = {j["id"]: (await queue.job_service.get(j["id"]))["status"]
-                for j in (succeeded, cancelled, running)}
-    assert statuses == {succeeded["id"]: "succeeded", cancelled["id"]: "cancelled",
-                        running["id"]: "running"}
+    statuses = {
+        j["id"]: (await queue.job_service.get(j["id"]))["status"]
+        for j in (succeeded, cancelled, running)
+    }
+    assert statuses == {
+        succeeded["id"]: "succeeded",
+        cancelled["id"]: "cancelled",
+        running["id"]: "running",
+    }
     still_running = await queue.job_service.get(running["id"])
     assert still_running["lease_owner"] == "live-worker"
     assert still_running["lease_expires_at"] == claimed["lease_expires_at"]
@@ -211,15 +219,20 @@ async def test_reconciler_removes_redis_ids_whose_job_is_not_queued(queue: Queue
 async def test_reconciler_fixes_drifted_priority_score(queue: Queue) -> None:
     high = await queue.job_service.create("t", {"n": 1}, priority=10)
     low = await queue.job_service.create("t", {"n": 2}, priority=-10)
-    later = await queue.job_service.create("t", {"n": 3}, priority=4,
-                                           scheduled_for=in_an_hour())
+    later = await queue.job_service.create("t", {"n": 3}, priority=4, scheduled_for=in_an_hour())
     await settle(queue, "t")
     k = tkeys(queue, "t")
     # high's score says priority -10 (it would be claimed after low); later is due an hour late
-    await queue.redis.zadd(k.ready, {keys.ready_member(job_uuid(high)):
-                                     keys.ready_score(-10, high["scheduled_for"])})
-    await queue.redis.zadd(k.scheduled, {keys.scheduled_member(job_uuid(later), 4):
-                                         keys.due_ms(later["scheduled_for"]) + 3_600_000})
+    await queue.redis.zadd(
+        k.ready, {keys.ready_member(job_uuid(high)): keys.ready_score(-10, high["scheduled_for"])}
+    )
+    await queue.redis.zadd(
+        k.scheduled,
+        {
+            keys.scheduled_member(job_uuid(later), 4): keys.due_ms(later["scheduled_for"])
+            + 3_600_000
+        },
+    )
     low_before = await placement(queue, low)
 
     result = await queue.reconciler().run_once()
@@ -247,18 +260,20 @@ async def test_reconciler_fixes_ready_score_after_priority_changed_in_postgres(
 
 
 async def test_reconciler_moves_future_job_out_of_ready_set(queue: Queue) -> None:
-    later = await queue.job_service.create("t", {"n": 1}, priority=3,
-                                           scheduled_for=in_an_hour())
+    later = await queue.job_service.create("t", {"n": 1}, priority=3, scheduled_for=in_an_hour())
     both = await queue.job_service.create("t", {"n": 2}, scheduled_for=in_an_hour())
     await settle(queue, "t")
     k = tkeys(queue, "t")
     # later sits only in the ready set (a worker would pop it an hour early); both is listed
     # in the ready set too, next to its correct scheduled entry
     await queue.redis.zrem(k.scheduled, keys.scheduled_member(job_uuid(later), 3))
-    await queue.redis.zadd(k.ready, {
-        keys.ready_member(job_uuid(later)): keys.ready_score(3, later["scheduled_for"]),
-        keys.ready_member(job_uuid(both)): keys.ready_score(0, both["scheduled_for"]),
-    })
+    await queue.redis.zadd(
+        k.ready,
+        {
+            keys.ready_member(job_uuid(later)): keys.ready_score(3, later["scheduled_for"]),
+            keys.ready_member(job_uuid(both)): keys.ready_score(0, both["scheduled_for"]),
+        },
+    )
     assert await set_sizes(queue, "t") == (2, 1)
 
     result = await queue.reconciler().run_once()
@@ -274,8 +289,9 @@ async def test_reconciler_removes_duplicate_entry_from_scheduled_set(queue: Queu
     await settle(queue, "t")
     k = tkeys(queue, "t")
     # due now, listed as ready and also still as scheduled: a worker could run it twice over
-    await queue.redis.zadd(k.scheduled, {keys.scheduled_member(job_uuid(job), 5):
-                                         keys.due_ms(job["scheduled_for"])})
+    await queue.redis.zadd(
+        k.scheduled, {keys.scheduled_member(job_uuid(job), 5): keys.due_ms(job["scheduled_for"])}
+    )
     assert await set_sizes(queue, "t") == (1, 1)
 
     result = await queue.reconciler().run_once()
@@ -320,14 +336,17 @@ async def test_rescue_backoff_doubles_per_attempt_up_to_the_cap(queue: Queue) ->
     await settle(queue, "t")
     await claim_by_dead_worker(queue, *jobs)
     for job, attempts in zip(jobs, (1, 3, 7), strict=True):
-        await queue.pool.execute("UPDATE jobs SET attempts = $2 WHERE id = $1",
-                                 job_uuid(job), attempts)
+        await queue.pool.execute(
+            "UPDATE jobs SET attempts = $2 WHERE id = $1", job_uuid(job), attempts
+        )
     settings = queue.settings.model_copy(
         update={"retry_base_seconds": 10.0, "retry_cap_seconds": 60.0}
     )
     before = await queue.pool.fetchval("SELECT clock_timestamp()")
 
-    result = await Reconciler(queue.store, queue.index, settings).run_once()
+    result = await Reconciler(
+        queue.store, queue.index, IndexRepair(queue.index), settings
+    ).run_once()
 
     after = await queue.pool.fetchval("SELECT clock_timestamp()")
     assert counts(result) == expect(leases_rescued=3)
@@ -428,13 +447,17 @@ async def test_rebuild_index_marks_a_type_without_jobs(queue: Queue) -> None:
 
 async def test_reconciler_pages_through_a_backlog_larger_than_one_page(queue: Queue) -> None:
     def spec(job_type: str, n: int, future: bool) -> dict[str, Any]:
-        return {"job_type": job_type, "input": {"n": n}, "priority": n % 3 - 1,
-                "scheduled_for": in_an_hour() if future else None}
+        return {
+            "job_type": job_type,
+            "input": {"n": n},
+            "priority": n % 3 - 1,
+            "scheduled_for": in_an_hour() if future else None,
+        }
 
-    alpha = await queue.job_service.create_many(
-        [spec("alpha", n, n % 4 == 0) for n in range(30)])
+    alpha = await queue.job_service.create_many([spec("alpha", n, n % 4 == 0) for n in range(30)])
     beta = await queue.job_service.create_many(
-        [spec("beta", n, n < 8 and n % 2 == 0) for n in range(20)])
+        [spec("beta", n, n < 8 and n % 2 == 0) for n in range(20)]
+    )
     await settle(queue, "alpha", "beta")
     missing = alpha[0:10] + beta[0:5]
     drifted = alpha[10:14] + beta[5:8]
@@ -452,12 +475,17 @@ async def test_reconciler_pages_through_a_backlog_larger_than_one_page(queue: Qu
     await claim_by_dead_worker(queue, *expired)
     # Over 128 members: the ready set leaves listpack encoding, so ZSCAN walks it in pages.
     due = keys.due_ms(datetime.now(UTC))
-    await queue.redis.zadd(tkeys(queue, "alpha").ready,
-                           {uuid.uuid4().bytes: due + n for n in range(200)})
-    await queue.redis.zadd(tkeys(queue, "beta").scheduled,
-                           {uuid.uuid4().bytes + b"\x03\xe8": due + n for n in range(8)})
+    await queue.redis.zadd(
+        tkeys(queue, "alpha").ready, {uuid.uuid4().bytes: due + n for n in range(200)}
+    )
+    await queue.redis.zadd(
+        tkeys(queue, "beta").scheduled,
+        {uuid.uuid4().bytes + b"\x03\xe8": due + n for n in range(8)},
+    )
 
-    result = await Reconciler(queue.store, queue.index, queue.settings, page_size=7).run_once()
+    result = await Reconciler(
+        queue.store, queue.index, IndexRepair(queue.index), queue.settings, page_size=7
+    ).run_once()
 
     assert counts(result) == expect(
         leases_rescued=9, reindexed=15, drift_fixed=7, orphans_removed=208
@@ -473,7 +501,9 @@ async def test_reconciler_pages_through_a_backlog_larger_than_one_page(queue: Qu
     statuses = await queue.pool.fetch("SELECT status, count(*) FROM jobs GROUP BY status")
     assert {r["status"]: r["count"] for r in statuses} == {"queued": 50}
 
-    again = await Reconciler(queue.store, queue.index, queue.settings, page_size=7).run_once()
+    again = await Reconciler(
+        queue.store, queue.index, IndexRepair(queue.index), queue.settings, page_size=7
+    ).run_once()
 
     assert counts(again) == expect()
 
@@ -505,7 +535,7 @@ async def test_orphan_removal_keeps_entry_reindexed_concurrently(queue: Queue) -
     # after the reconciler read its page, a worker re-indexed one of the ids (new score)
     await queue.redis.zadd(k.ready, {reindexed: 2500.0})
 
-    removed = await repair.remove_if_unchanged("t", "ready", seen)
+    removed = await repair.remove_if_unchanged("t", IndexSet.READY, seen)
 
     assert removed == 1
     assert await queue.redis.zrange(k.ready, 0, -1, withscores=True) == [(reindexed, 2500.0)]
@@ -521,8 +551,8 @@ async def test_orphan_removal_compares_full_precision_scores(queue: Queue) -> No
     member = uuid.uuid4().bytes
     await queue.redis.zadd(k.ready, {member: score})
     await queue.redis.zadd(k.ready, {member: score + 1})  # re-indexed: differs in the last bit
-    assert await repair.remove_if_unchanged("t", "ready", [(member, float(score))]) == 0
-    assert await repair.remove_if_unchanged("t", "ready", [(member, float(score + 1))]) == 1
+    assert await repair.remove_if_unchanged("t", IndexSet.READY, [(member, float(score))]) == 0
+    assert await repair.remove_if_unchanged("t", IndexSet.READY, [(member, float(score + 1))]) == 1
     assert await queue.redis.zcard(k.ready) == 0
 
 
@@ -549,8 +579,9 @@ async def test_rebuild_interrupted_by_redis_data_loss_leaves_index_unmarked(
 async def test_run_interrupted_by_redis_data_loss_is_finished_by_the_next_run(
     queue: Queue,
 ) -> None:
-    jobs = await queue.job_service.create_many([{"job_type": "t", "input": {"n": n}}
-                                                for n in range(3)])
+    jobs = await queue.job_service.create_many(
+        [{"job_type": "t", "input": {"n": n}} for n in range(3)]
+    )
     await settle(queue, "t")
     reconciler = queue.reconciler()
     original = reconciler.repair.scores_of
@@ -586,10 +617,20 @@ async def test_reconcile_cli_once_prints_one_json_line_of_counts(queue: Queue) -
 
     proc = subprocess.run(
         # a handlers module without periodic jobs: this run must only repair
-        [sys.executable, "-m", "queue_core", "reconcile", "--once",
-         "--handlers", "tests.support.recording"],
-        env=worker_env(queue.settings, Path("/dev/null")), cwd=REPO,
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "queue_core",
+            "reconcile",
+            "--once",
+            "--handlers",
+            "tests.support.recording",
+        ],
+        env=worker_env(queue.settings, Path("/dev/null")),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert proc.returncode == 0, proc.stderr
@@ -607,8 +648,10 @@ async def test_reconciler_removes_entry_filed_under_another_job_type(queue: Queu
     alpha = await queue.job_service.create("alpha", {"n": 1})
     beta = await queue.job_service.create("beta", {"n": 2})
     await settle(queue, "alpha", "beta")
-    await queue.redis.zadd(tkeys(queue, "alpha").ready, {
-        keys.ready_member(job_uuid(beta)): keys.ready_score(0, beta["scheduled_for"])})
+    await queue.redis.zadd(
+        tkeys(queue, "alpha").ready,
+        {keys.ready_member(job_uuid(beta)): keys.ready_score(0, beta["scheduled_for"])},
+    )
 
     result = await queue.reconciler().run_once()
 

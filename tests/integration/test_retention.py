@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 from queue_core import Queue
+from queue_core.index import IndexRepair
 from queue_core.maintenance.operations import delete_finished
 from queue_core.maintenance.reconciler import Reconciler
 
@@ -25,12 +26,10 @@ async def make_jobs(queue: Queue, status: str, age_days: int, count: int) -> lis
     ids = []
     for n, job in enumerate(jobs):
         created_ms = int(
-
-                await queue.pool.fetchval(
-                    "SELECT extract(epoch FROM now() - make_interval(days => $1)) * 1000",
-                    age_days + 1,
-                )
-
+            await queue.pool.fetchval(
+                "SELECT extract(epoch FROM now() - make_interval(days => $1)) * 1000",
+                age_days + 1,
+            )
         )
         old_id = uuid.UUID(int=uuid7_floor(created_ms).int + n + 1)
         await queue.pool.execute(SET_AGE, uuid.UUID(job["id"]), status, age_days, old_id)
@@ -72,7 +71,9 @@ async def test_reconciler_applies_retention_per_status_within_its_budget(queue: 
     await make_jobs(queue, "failed", age_days=10, count=3)  # failed are kept 30 days
     await make_jobs(queue, "failed", age_days=40, count=2)
     settings = queue.settings.model_copy(update={"retention_batch_per_run": 5})
-    reconciler = Reconciler(queue.store, queue.index, settings, page_size=2)
+    reconciler = Reconciler(
+        queue.store, queue.index, IndexRepair(queue.index), settings, page_size=2
+    )
 
     first = await reconciler.run_once()
     assert first.retention_deleted == 5

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from queue_core import PermanentJobError, Queue, keys
-from queue_core.ports import Attempt
+from queue_core.models import Attempt, Completion, Failure
 from tests.support.aio import mark_index_complete, running, wait_for_status, wait_until
 
 
@@ -256,12 +256,12 @@ async def test_completion_from_expired_lease_is_rejected(queue: Queue) -> None:
     [second] = await queue.store.claim_jobs("z", [job_id], "fresh", 30)
     assert second["attempts"] == 2
     fresh, zombie = Attempt(job_id, 2, "fresh"), Attempt(job_id, 1, "zombie")
-    assert await queue.store.complete_jobs([(fresh, '{"by":"fresh"}')]) == {job_id}
-    assert await queue.store.complete_jobs([(zombie, '{"by":"zombie"}')]) == set()
-    assert await queue.store.fail_jobs([(zombie, "zombie")]) == set()
+    assert await queue.store.complete_jobs([Completion(fresh, '{"by":"fresh"}')]) == {job_id}
+    assert await queue.store.complete_jobs([Completion(zombie, '{"by":"zombie"}')]) == set()
+    assert await queue.store.fail_jobs([Failure(zombie, "zombie")]) == set()
     # Same job, same attempt number, same worker, another claim: still fenced out.
     same_attempt_other_claim = Attempt(job_id, 2, "fresh-but-another-claim")
-    assert await queue.store.fail_jobs([(same_attempt_other_claim, "x")]) == set()
+    assert await queue.store.fail_jobs([Failure(same_attempt_other_claim, "x")]) == set()
     final = await queue.job_service.get(job["id"])
     assert final["status"] == "succeeded" and final["output"] == {"by": "fresh"}
 

@@ -34,6 +34,7 @@ import asyncpg
 
 from queue_core import Queue, Settings
 from queue_core.dev.devservers import port_open
+from queue_core.index import IndexRepair
 from queue_core.maintenance.reconciler import Reconciler, ReconcileResult
 
 from .recording import JOB_TYPE
@@ -332,7 +333,7 @@ async def reconciler_running(queue: Queue, settings: Settings) -> AsyncIterator[
     leases of killed or cut-off workers and re-indexes what Redis lost. The loop is
     Reconciler.run_forever's (run_once every 0.5 s +-10%, a failed run does not end it)
     without its JSON line per run, and it sums the results for the verdict."""
-    reconciler = Reconciler(queue.store, queue.index, settings)
+    reconciler = Reconciler(queue.store, queue.index, IndexRepair(queue.index), settings)
     totals = ReconcileTotals()
     stop = asyncio.Event()
 

@@ -16,8 +16,7 @@ from fakeredis.aioredis import FakeRedis
 from queue_core import keys
 from queue_core.ids import uuid7
 from queue_core.index.redis_index import RedisIndex
-from queue_core.models import PRIORITY_MAX, PRIORITY_MIN
-from queue_core.ports import IndexEntry
+from queue_core.models import PRIORITY_MAX, PRIORITY_MIN, IndexEntry
 
 JOB_TYPE = "email_processing"
 OTHER_TYPE = "calendar_sync"

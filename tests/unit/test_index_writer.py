@@ -10,7 +10,7 @@ import pytest
 
 from queue_core.enqueue.index_writer import IndexWriter
 from queue_core.errors import BackendUnavailable
-from queue_core.ports import IndexEntry
+from queue_core.models import IndexEntry
 
 
 def entry() -> IndexEntry:

@@ -1,5 +1,6 @@
-"""Where benchmarks run: the configured servers, and one fresh Postgres schema plus Redis
-namespace per scenario, migrated before and removed after (also when the scenario fails).
+"""The sandbox a benchmark runs in: the configured servers, and one fresh Postgres schema
+plus Redis namespace per scenario, migrated before and removed after (also when the
+scenario fails).
 
 DATABASE_URL / REDIS_URL as for hybridq itself (defaults: the local servers).
 """
@@ -55,7 +56,7 @@ class Servers:
         return {k: v for k, v in wanted.items() if k not in os.environ}
 
 
-def scratch_name(prefix: str = "hqbench") -> str:
+def sandbox_name(prefix: str = "hqbench") -> str:
     """A schema name that is also a valid namespace: [a-z0-9_], unique per call."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
@@ -106,19 +107,19 @@ def scenario_settings(servers: Servers, name: str, **overrides: Any) -> Settings
 
 
 @asynccontextmanager
-async def scratch_queue(servers: Servers, **overrides: Any) -> AsyncIterator[Queue]:
+async def sandbox_queue(servers: Servers, **overrides: Any) -> AsyncIterator[Queue]:
     """A connected Queue on a fresh migrated schema and an empty namespace; both are removed
     on the way out."""
-    name = scratch_name()
+    name = sandbox_name()
     await create_schema(servers.database_url, name)
     try:
         async with connect(scenario_settings(servers, name, **overrides)) as queue:
             yield queue
     finally:
-        await remove_scratch(servers, name)
+        await remove_sandbox(servers, name)
 
 
-async def remove_scratch(servers: Servers, name: str, patience: float = 60.0) -> None:
+async def remove_sandbox(servers: Servers, name: str, patience: float = 60.0) -> None:
     """Drop the schema and the namespace's keys, waiting out a server restart (the machine is
     shared with test suites that restart them); says what is left if it cannot."""
     deadline = time.monotonic() + patience

@@ -23,6 +23,8 @@ from queue_core.dev.devservers import servers_for
 from queue_core.store.migrate import apply_migrations
 
 REPO = Path(__file__).resolve().parent.parent
+# Assertions moved out of test modules into a helper keep pytest's detailed failure output.
+pytest.register_assert_rewrite("tests.support.index_state")
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,14 @@ from urllib.parse import urlparse
 import pytest
 
 from queue_core import Queue
-from tests.support import chaos
+from tests.support.servers import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, ensure_servers_up
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _servers_up_at_start() -> Iterator[None]:
-    chaos.ensure_servers_up()
+    ensure_servers_up()
     yield
-    chaos.ensure_servers_up()
+    ensure_servers_up()
 
 
 @pytest.fixture(autouse=True)
@@ -28,12 +28,12 @@ async def _servers_up_after(server_urls: tuple[str, str], queue: Queue) -> Async
     pool closes and the test's schema is dropped."""
     database_url, redis_url = server_urls
     pg, rd = urlparse(database_url), urlparse(redis_url)
-    if (pg.hostname, pg.port) != (chaos.PG_HOST, chaos.PG_PORT) or (rd.hostname, rd.port) != (
-        chaos.REDIS_HOST,
-        chaos.REDIS_PORT,
+    if (pg.hostname, pg.port) != (PG_HOST, PG_PORT) or (rd.hostname, rd.port) != (
+        REDIS_HOST,
+        REDIS_PORT,
     ):
         pytest.skip("failure tests control the local servers on 5432 and 6379 only")
     try:
         yield
     finally:
-        await asyncio.to_thread(chaos.ensure_servers_up)
+        await asyncio.to_thread(ensure_servers_up)

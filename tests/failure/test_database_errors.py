@@ -35,8 +35,8 @@ import pytest
 
 from queue_core import BackendUnavailable, JobRunnerService, Queue
 from queue_core.store.pg_store import PgStore, translate_errors
-from tests.support import chaos
 from tests.support.aio import mark_index_complete, running, wait_until
+from tests.support.fleet import short_lease
 
 JOB_TYPE = "driver_error"
 DRIVER_ERRORS: dict[str, Callable[[], Exception]] = {
@@ -78,7 +78,7 @@ def _runner(
     store: FailingOnceStore,
     handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
 ) -> JobRunnerService:
-    runner = JobRunnerService(store, queue.index, chaos.short_lease(queue.settings), concurrency=5)
+    runner = JobRunnerService(store, queue.index, short_lease(queue.settings), concurrency=5)
     runner.register_handler(JOB_TYPE, handler)
     return runner
 

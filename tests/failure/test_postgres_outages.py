@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from queue_core import Queue
-from tests.support import chaos
+from tests.support.chaos import draining
+from tests.support.servers import (
+    crash_postgres,
+    pg_ready,
+    restart_postgres,
+    terminate_hybridq_backends,
+)
+from tests.support.verdict import verdict
 
 JOBS = 5000
 SLEEP = 0.01  # seconds per handler run: keeps ~30 jobs in flight when the fault hits
@@ -22,17 +29,17 @@ async def test_postgres_backends_terminated_mid_run_loses_no_job(
     queue: Queue, tmp_path: Path
 ) -> None:
     terminated: list[int] = []
-    async with chaos.draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
+    async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
         for fraction in (0.2, 0.45, 0.7):
             if not await drain.reach(fraction):
                 break
             # Every hybridq connection: the workers' pools and LISTEN connections, and this
             # process's pool (its reconciler); the monitor's connection is not one of them.
-            terminated.append(await chaos.terminate_hybridq_backends(queue.settings.database_url))
+            terminated.append(await terminate_hybridq_backends(queue.settings.database_url))
         report = await drain.settle("pg_terminate_backend x3")
     report.notes["terminated"] = terminated
 
-    chaos.verdict(report)
+    verdict(report)
     assert all(n > 0 for n in terminated), f"nothing to terminate: {terminated}"
 
 
@@ -40,15 +47,15 @@ async def test_postgres_backends_terminated_mid_run_loses_no_job(
 @pytest.mark.timeout(240)
 async def test_postgres_restart_mid_run_loses_no_job(queue: Queue, tmp_path: Path) -> None:
     try:
-        async with chaos.draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
+        async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
             assert await drain.reach(0.3), "the drain stalled before the fault"
-            restart_seconds = await asyncio.to_thread(chaos.restart_postgres)
+            restart_seconds = await asyncio.to_thread(restart_postgres)
             report = await drain.settle("postgres restart")
         report.notes["restart_seconds"] = round(restart_seconds, 1)
     finally:
-        assert await asyncio.to_thread(chaos.pg_ready), "postgres left down"
+        assert await asyncio.to_thread(pg_ready), "postgres left down"
 
-    chaos.verdict(report)  # includes: no worker exited on its own, none stopped working
+    verdict(report)  # includes: no worker exited on its own, none stopped working
 
 
 @pytest.mark.slow
@@ -60,12 +67,12 @@ async def test_postgres_crash_mid_run_loses_no_job(queue: Queue, tmp_path: Path)
     attempt number. That is at-least-once for attempts started before the server was down,
     and allowed only for them; nothing may be lost."""
     try:
-        async with chaos.draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
+        async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
             assert await drain.reach(0.3), "the drain stalled before the fault"
-            down_at, crash_seconds = await asyncio.to_thread(chaos.crash_postgres)
+            down_at, crash_seconds = await asyncio.to_thread(crash_postgres)
             report = await drain.settle("postgres crash", forgiven_until=down_at)
         report.notes["crash_and_recovery_seconds"] = round(crash_seconds, 1)
     finally:
-        assert await asyncio.to_thread(chaos.pg_ready), "postgres left down"
+        assert await asyncio.to_thread(pg_ready), "postgres left down"
 
-    chaos.verdict(report)
+    verdict(report)

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from queue_core import Queue
-from tests.support import chaos
+from tests.support.chaos import draining
 from tests.support.recording import JOB_TYPE
+from tests.support.servers import start_redis, stop_redis
+from tests.support.verdict import verdict
 
 JOBS = 5000
 SLEEP = 0.01  # seconds per handler run: keeps ~30 jobs in flight when the fault hits
@@ -22,14 +24,14 @@ SLEEP = 0.01  # seconds per handler run: keeps ~30 jobs in flight when the fault
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_redis_flushall_mid_run_loses_no_job(queue: Queue, tmp_path: Path) -> None:
-    async with chaos.draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
+    async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
         for fraction in (0.25, 0.6):
             if not await drain.reach(fraction):
                 break
             await queue.redis.flushall()
         report = await drain.settle("redis FLUSHALL x2")
 
-    chaos.verdict(report)
+    verdict(report)
     # The workers noticed the lost index, claimed from Postgres, then through Redis again.
     assert report.events["to_postgres"] >= 1 and report.events["back_to_redis"] >= 1, (
         report.summary()
@@ -45,9 +47,9 @@ async def test_redis_down_for_seconds_then_back_empty_loses_no_job(
     are created meanwhile, half of them due only after Redis is back, so they must be found
     through the rebuilt index (or the Postgres fallback), never lost with the old one."""
     outage_jobs: list[str] = []
-    async with chaos.draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
+    async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
         assert await drain.reach(0.1), "the drain stalled before the fault"
-        await asyncio.to_thread(chaos.stop_redis)
+        await asyncio.to_thread(stop_redis)
         try:
             down_since = time.monotonic()
             for batch in range(5):
@@ -69,12 +71,12 @@ async def test_redis_down_for_seconds_then_back_empty_loses_no_job(
                 await asyncio.sleep(0.5)
             await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - down_since)))
         finally:
-            await asyncio.to_thread(chaos.start_redis)
+            await asyncio.to_thread(start_redis)
         drain.acknowledged += outage_jobs
         report = await drain.settle("redis down 3 s, back empty")
 
     assert len(outage_jobs) == 505
-    chaos.verdict(report)
+    verdict(report)
     assert report.jobs == JOBS + len(outage_jobs), report.summary()
     assert report.events["to_postgres"] >= 1 and report.events["back_to_redis"] >= 1, (
         report.summary()

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from queue_core import Queue, keys
-from tests.support import chaos
+from tests.support.chaos import draining
+from tests.support.fleet import WorkerFleet, reconciler_running, short_lease
+from tests.support.monitor import JobsMonitor
 from tests.support.recording import JOB_TYPE
+from tests.support.verdict import drain_report, read_executions, verdict
 
 JOBS = 5000
 SLEEP = 0.01  # seconds per handler run: keeps ~30 jobs in flight when a worker dies
@@ -25,7 +28,7 @@ SLEEP = 0.01  # seconds per handler run: keeps ~30 jobs in flight when a worker 
 @pytest.mark.timeout(240)
 async def test_kill_9_workers_mid_run_loses_no_job(queue: Queue, tmp_path: Path) -> None:
     in_flight: list[int | None] = []
-    async with chaos.draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
+    async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
         for fraction in (0.15, 0.4, 0.65):
             if not await drain.reach(fraction) or not drain.fleet.alive:
                 break
@@ -36,7 +39,7 @@ async def test_kill_9_workers_mid_run_loses_no_job(queue: Queue, tmp_path: Path)
         report = await drain.settle("kill -9 x3", forgiven_pids=drain.fleet.killed)
     report.notes["held_by_victims"] = in_flight
 
-    chaos.verdict(report)
+    verdict(report)
     assert len(drain.fleet.killed) == 3
     assert sum(n or 0 for n in in_flight) > 0, f"the kills hit idle workers: {in_flight}"
     # Only attempts that were on a killed worker ran again.
@@ -56,7 +59,7 @@ async def test_sigterm_mid_run_finishes_or_releases_in_flight_jobs(
     at once; its unfinished jobs are queued again with the attempt not counted and are back
     in the Redis index; a fresh worker then runs everything (the later jobs are short, so
     the suite stays quick)."""
-    settings = chaos.short_lease(queue.settings)
+    settings = short_lease(queue.settings)
     rng = random.Random(6)
     acknowledged = [
         j["id"]
@@ -75,9 +78,9 @@ async def test_sigterm_mid_run_finishes_or_releases_in_flight_jobs(
     ]
     await queue.reconciler().rebuild_index([JOB_TYPE])
     record = tmp_path / "executions.log"
-    monitor = chaos.JobsMonitor(settings)
+    monitor = JobsMonitor(settings)
     try:
-        async with chaos.WorkerFleet(
+        async with WorkerFleet(
             settings, record, tmp_path, concurrency=50, HYBRIDQ_SHUTDOWN_GRACE_SECONDS="0.5"
         ) as fleet:
             [first] = fleet.start(1)
@@ -95,10 +98,10 @@ async def test_sigterm_mid_run_finishes_or_releases_in_flight_jobs(
             assert released, f"nothing was released ({held} jobs were running at SIGTERM)"
             assert "released unfinished jobs" in fleet.log_text()
 
-            async with chaos.reconciler_running(queue, settings):
+            async with reconciler_running(queue, settings):
                 fleet.start(1, concurrency=50)
                 settled = await monitor.wait_settled(150)
-                report = await chaos.drain_report(
+                report = await drain_report(
                     "SIGTERM, grace 0.5 s",
                     monitor,
                     record,
@@ -116,7 +119,7 @@ async def test_sigterm_mid_run_finishes_or_releases_in_flight_jobs(
     finally:
         await monitor.close()
 
-    chaos.verdict(report)
+    verdict(report)
     # A released job ran twice with the same attempt number: first on the stopped worker
     # (cancelled), then to completion on the fresh one. Nothing else ran twice.
     wrong = {
@@ -131,17 +134,17 @@ async def test_sigterm_mid_run_finishes_or_releases_in_flight_jobs(
     assert set(released) <= report.duplicates.keys()
 
 
-async def _running(monitor: chaos.JobsMonitor) -> int:
+async def _running(monitor: JobsMonitor) -> int:
     rows = await monitor.fetch_retrying("SELECT count(*) AS n FROM jobs WHERE status = 'running'")
     return int(rows[0]["n"])
 
 
-async def _check_after_sigterm(queue: Queue, monitor: chaos.JobsMonitor, record: Path) -> set[str]:
+async def _check_after_sigterm(queue: Queue, monitor: JobsMonitor, record: Path) -> set[str]:
     """The state a stopped worker leaves: nothing failed or running, no attempt counted that
     did not finish, and every queued job claimable through Redis. Returns the released ids
     (queued again although they started)."""
     rows = await monitor.fetch_retrying("SELECT id::text AS id, status, attempts FROM jobs")
-    runs = Counter(e.job_id for e in chaos.read_executions(record))
+    runs = Counter(e.job_id for e in read_executions(record))
     statuses = Counter(r["status"] for r in rows)
     assert statuses.keys() <= {"succeeded", "queued"}, f"after SIGTERM: {dict(statuses)}"
     over_counted = [

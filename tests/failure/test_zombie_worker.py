@@ -20,8 +20,8 @@ from queue_core import JobRunnerService, Queue
 from queue_core.index import IndexRepair
 from queue_core.maintenance.reconciler import Reconciler
 from queue_core.store.pg_store import PgStore
-from tests.support import chaos
 from tests.support.aio import mark_index_complete, running, wait_for_status, wait_until
+from tests.support.fleet import short_lease
 
 JOB_TYPE = "zombie_check"
 
@@ -49,7 +49,7 @@ async def _expire_and_rescue(queue: Queue, job_id: str) -> None:
         uuid.UUID(job_id),
     )
     reconciler = Reconciler(
-        queue.store, queue.index, IndexRepair(queue.index), chaos.short_lease(queue.settings)
+        queue.store, queue.index, IndexRepair(queue.index), short_lease(queue.settings)
     )
     result = await reconciler.run_once()
     assert result.leases_rescued == 1, result
@@ -64,7 +64,7 @@ async def _second_worker_completes(queue: Queue, job_id: str) -> dict[str, Any]:
     second = JobRunnerService(
         queue.store,
         queue.index,
-        chaos.short_lease(queue.settings),
+        short_lease(queue.settings),
         concurrency=1,
         worker_id="second-worker",
     )
@@ -97,7 +97,7 @@ async def test_zombie_worker_whose_lease_expired_cannot_overwrite_newer_attempt(
     zombie = JobRunnerService(
         StalledHeartbeats(queue.store),
         queue.index,
-        chaos.short_lease(queue.settings),
+        short_lease(queue.settings),
         concurrency=1,
         worker_id="zombie-worker",
     )
@@ -147,7 +147,7 @@ async def test_zombie_handler_is_cancelled_by_its_next_heartbeat_after_the_rescu
     zombie = JobRunnerService(
         heartbeats,
         queue.index,
-        chaos.short_lease(queue.settings),
+        short_lease(queue.settings),
         concurrency=1,
         worker_id="zombie-worker",
     )

@@ -1,88 +1,36 @@
-"""compose.yaml, the Dockerfile and the Kubernetes examples of docs/deploy.md, checked against
-the real CLI parser and Settings without Docker: a renamed flag or setting, a shutdown budget
-shorter than --grace or a dangling depends_on fails here instead of at deploy time."""
+"""compose.yaml and the Dockerfile, checked against the real CLI parser and Settings without
+Docker: a renamed flag or setting, a shutdown budget shorter than --grace or a dangling
+depends_on fails here instead of at deploy time. (docs/deploy.md's Kubernetes examples:
+test_deploy_doc.py.)"""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
-from queue_core.cli.main import build_parser
 from queue_core.settings import Settings
 from queue_core.worker.runner import FINAL_FLUSH_SECONDS
-
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE = REPO / "compose.yaml"
-DOCKERFILE = REPO / "Dockerfile"
-DOCKERIGNORE = REPO / ".dockerignore"
-DEPLOY_DOC = REPO / "docs" / "deploy.md"
-
-SERVICES = {"postgres", "redis", "migrate", "api", "worker", "reconciler"}
-# app service -> the hybridq subcommand it must run
-APP_SUBCOMMANDS = {
-    "migrate": "migrate",
-    "api": "api",
-    "worker": "worker",
-    "reconciler": "reconcile",
-}
-CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
-
-
-def hybridq_args(argv: list[str]) -> argparse.Namespace:
-    """``argv`` parsed by the real ``hybridq`` parser; a parse error fails the test with the
-    message hybridq would print."""
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            return build_parser().parse_args([str(a) for a in argv])
-    except SystemExit as exc:
-        pytest.fail(f"`hybridq {shlex.join(map(str, argv))}` exits {exc.code}: {stderr.getvalue()}")
-
-
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping, as Compose and kubectl do
-    (PyYAML alone keeps the last). A key overriding a ``<<`` merge is not a duplicate."""
-
-
-def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    keys = [loader.construct_object(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
-    duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"duplicate keys {duplicates}", node.start_mark
-        )
-    return loader.construct_mapping(node, deep=True)
-
-
-StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+from tests.support.manifests import (
+    APP_SUBCOMMANDS,
+    COMPOSE,
+    REPO,
+    allowed_env_names,
+    hybridq_args,
+    services,
+    shutdown_needs,
 )
 
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
 
-def allowed_env_names() -> set[str]:
-    return {"DATABASE_URL", "REDIS_URL"} | {f"HYBRIDQ_{n.upper()}" for n in Settings.model_fields}
-
-
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(COMPOSE.read_text("utf-8"), Loader=StrictLoader)
-    return loaded
-
-
-def services() -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = compose()["services"]
-    return found
+SERVICES = {"postgres", "redis", "migrate", "api", "worker", "reconciler"}
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -177,12 +125,6 @@ def test_api_publishes_the_port_it_listens_on() -> None:
             mappings.append((int(published), int(target)))
     assert (port, port) in mappings, f"--port {port}, ports {api.get('ports')}"
     assert f":{port}/healthz" in " ".join(api["healthcheck"]["test"])
-
-
-def shutdown_needs(grace: float) -> float:
-    """Seconds a stopping worker may use before it exits on its own: --grace for running
-    jobs, then up to FINAL_FLUSH_SECONDS to write its last outcomes (plus the release)."""
-    return grace + FINAL_FLUSH_SECONDS
 
 
 def test_worker_has_three_replicas_and_a_stop_grace_period_covering_its_shutdown() -> None:
@@ -295,148 +237,3 @@ def test_dockerignore_drops_local_state_but_not_the_sources() -> None:
     }
     assert {".git", ".venv", ".bench-venv", ".hybridq-data"} <= ignored
     assert not ignored & {"pyproject.toml", "README.md", "queue_core", "handlers", "api"}
-
-
-def doc_manifests() -> list[dict[str, Any]]:
-    """Every YAML document of the ```yaml blocks in docs/deploy.md (each must parse)."""
-    text = DEPLOY_DOC.read_text("utf-8")
-    blocks = re.findall(r"^```yaml\n(.*?)^```", text, flags=re.S | re.M)
-    assert blocks, "docs/deploy.md has no ```yaml blocks"
-    docs = (yaml.load_all(block, Loader=StrictLoader) for block in blocks)
-    return [doc for block_docs in docs for doc in block_docs if doc is not None]
-
-
-def walk(node: Any) -> Iterator[Any]:
-    yield node
-    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
-    for child in children:
-        yield from walk(child)
-
-
-def containers(node: Any) -> list[dict[str, Any]]:
-    return [n for n in walk(node) if isinstance(n, dict) and "image" in n and "name" in n]
-
-
-def pod_spec_running(subcommand: str, kind: str = "Deployment") -> dict[str, Any]:
-    for doc in doc_manifests():
-        if doc.get("kind") == kind:
-            pod = doc["spec"]["template"]
-            if any(c["args"][0] == subcommand for c in pod["spec"]["containers"]):
-                return dict(pod)
-    pytest.fail(f"docs/deploy.md has no {kind} running `hybridq {subcommand}`")
-
-
-def test_deploy_doc_containers_run_hybridq_commands_that_parse() -> None:
-    text = DEPLOY_DOC.read_text("utf-8")
-    found = [c for doc in doc_manifests() for c in containers(doc)]
-    assert found
-    for container in found:
-        assert "command" not in container, f"{container['name']}: `command` skips the ENTRYPOINT"
-        hybridq_args(container["args"])
-        line = shlex.join(map(str, container["args"]))
-        assert f"`{line}`" in text, f"docs/deploy.md never mentions `{line}` in its prose"
-    missing = set(APP_SUBCOMMANDS.values()) - {c["args"][0] for c in found}
-    assert not missing, f"no Kubernetes example runs {missing}"
-    for name in APP_SUBCOMMANDS:
-        line = shlex.join(map(str, services()[name]["command"]))
-        assert f"`{line}`" in text, f"docs/deploy.md does not mention compose's `{line}`"
-
-
-def pre_stop_sleep(container: dict[str, Any]) -> float:
-    command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command") or []
-    return float(command[1]) if command[:1] == ["sleep"] else 0.0
-
-
-def test_deploy_doc_worker_termination_grace_covers_grace_and_final_flush() -> None:
-    pod = pod_spec_running("worker")
-    (container,) = pod["spec"]["containers"]
-    args = hybridq_args(container["args"])
-    assert args.grace is not None, "the worker example sets no --grace"
-    budget = pod["spec"].get("terminationGracePeriodSeconds", 30)
-    assert budget > pre_stop_sleep(container) + shutdown_needs(args.grace), (
-        f"terminationGracePeriodSeconds {budget} must exceed preStop + --grace {args.grace}"
-        f" + the final flush {FINAL_FLUSH_SECONDS}s"
-    )
-    assert args.metrics_port is not None, "the worker example serves no metrics"
-
-
-def test_deploy_doc_scrape_annotations_name_the_metrics_port() -> None:
-    """prometheus.io annotations carry no credentials: only a --metrics-port endpoint (no
-    token) may have them, and the port they name is the one the container serves."""
-    annotated = 0
-    for doc in doc_manifests():
-        template = (doc.get("spec") or {}).get("template") or {}
-        annotations = (template.get("metadata") or {}).get("annotations") or {}
-        if annotations.get("prometheus.io/scrape") != "true":
-            continue
-        annotated += 1
-        (container,) = template["spec"]["containers"]
-        port = getattr(hybridq_args(container["args"]), "metrics_port", None)
-        assert port is not None, f"{doc['metadata']['name']}: annotated, but no --metrics-port"
-        assert annotations["prometheus.io/port"] == str(port), doc["metadata"]["name"]
-        assert port in {p["containerPort"] for p in container.get("ports", [])}
-    assert annotated, "no pod in docs/deploy.md is annotated for scraping"
-
-
-def test_deploy_doc_api_probes_and_metrics_match_its_port() -> None:
-    pod = pod_spec_running("api")
-    (container,) = pod["spec"]["containers"]
-    port = hybridq_args(container["args"]).port
-    named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-        get = container[probe]["httpGet"]
-        assert get["path"] == path, probe
-        assert named.get(get["port"], get["port"]) == port, probe
-    assert pod["spec"].get("terminationGracePeriodSeconds", 30) > pre_stop_sleep(container)
-    services_ = [d for d in doc_manifests() if d.get("kind") == "Service"]
-    assert any(
-        named.get(p["targetPort"], p["targetPort"]) == port
-        for s in services_
-        for p in s["spec"]["ports"]
-    ), "no Service targets the API's port"
-    # GET /metrics needs an admin token: the scrape must select the API pods and send one.
-    labels = pod["metadata"]["labels"]
-    monitors = [d for d in doc_manifests() if d.get("kind") == "PodMonitor"]
-    endpoints = [
-        e
-        for m in monitors
-        if m["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        for e in m["spec"]["podMetricsEndpoints"]
-    ]
-    assert endpoints, "no PodMonitor selects the API pods"
-    for endpoint in endpoints:
-        assert endpoint["path"] == "/metrics"
-        assert named.get(endpoint["port"], endpoint["port"]) == port
-        assert endpoint["authorization"]["type"] == "Bearer"
-
-
-def test_deploy_doc_env_names_are_settings_fields() -> None:
-    """Every variable a container gets: its env entries and the keys of the Secrets and
-    ConfigMaps it takes whole through envFrom."""
-    allowed = allowed_env_names()
-    manifests = doc_manifests()
-    resources = {
-        (d["kind"], d["metadata"]["name"]): {*(d.get("data") or {}), *(d.get("stringData") or {})}
-        for d in manifests
-        if d.get("kind") in {"Secret", "ConfigMap"}
-    }
-    names = set()
-    for container in (c for doc in manifests for c in containers(doc)):
-        names |= {e["name"] for e in container.get("env", [])}
-        for source in container.get("envFrom", []):
-            for field, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
-                if field in source:
-                    key = (kind, source[field]["name"])
-                    assert key in resources, f"envFrom names a missing {kind} {key[1]}"
-                    names |= resources[key]
-    assert {"DATABASE_URL", "REDIS_URL", "HYBRIDQ_API_TOKENS"} <= names
-    assert not names - allowed, f"not DATABASE_URL/REDIS_URL/HYBRIDQ_<field>: {names - allowed}"
-
-
-def test_deploy_doc_reconciler_cronjob_forbids_overlap() -> None:
-    cronjobs = [d for d in doc_manifests() if d.get("kind") == "CronJob"]
-    assert cronjobs, "docs/deploy.md has no reconciler CronJob"
-    for cron in cronjobs:
-        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-        (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-        assert hybridq_args(container["args"]).once is True

@@ -4,7 +4,6 @@ index entry, the rows of a batched write). Pure: no I/O."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidJob, JobNotFound
+from .json_values import JsonValueError, encode_json
 
 Job = dict[str, Any]
 """A job as handlers and callers see it: the columns of the jobs table, id as a string."""
@@ -85,44 +85,28 @@ def validate_job_type(job_type: Any) -> str:
     return job_type
 
 
-_INPUT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-"""One encoder for every input: json.dumps with options builds a new one per call."""
-
-
 def encode_input(value: Any) -> str:
-    """JSON text of a job's input: a JSON object, no NaN or Infinity (JSONB rejects them)."""
+    """JSON text of a job's input: a JSON object within the limits of json_values.py (no
+    NaN or Infinity, NUL or lone surrogates, depth, number size). Raises InvalidJob."""
     if not isinstance(value, dict):
         raise InvalidJob(f"input must be a JSON object (a dict), got {type(value).__name__}")
     try:
-        text = _INPUT_ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidJob(f"input is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text and _contains_nul(value):
-        raise InvalidJob("input must not contain NUL characters (\\u0000): JSONB cannot store them")
-    return text
-
-
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
+        return encode_json(value, "input")
+    except JsonValueError as exc:
+        raise InvalidJob(str(exc)) from None
 
 
 def encode_output(value: Any) -> str | None:
     """JSON text of a handler's return value. ``None`` stores SQL NULL. Raises TypeError
-    with a message naming the problem for anything else than a JSON-serialisable dict."""
+    naming the problem for anything but a dict within the limits of json_values.py."""
     if value is None:
         return None
     if not isinstance(value, dict):
         raise TypeError(f"handler must return a dict or None, got {type(value).__name__}")
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"handler returned a dict that is not JSON-serialisable: {exc}") from None
+        return encode_json(value, "output")
+    except JsonValueError as exc:
+        raise TypeError(f"handler returned {exc}") from None
 
 
 def parse_job_id(job_id: Any) -> uuid.UUID:

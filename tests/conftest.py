@@ -3,7 +3,9 @@
 Integration tests run against real servers: TEST_DATABASE_URL / TEST_REDIS_URL, or the
 local servers on 5432/6379, or embedded ones when nothing listens there. Each test gets its
 own Postgres schema and Redis key namespace, so tests run in any order and never see each
-other's jobs.
+other's jobs, and the servers are left as they were found. Tests that break servers
+(tests/failure) start private ones instead; they run inside
+tests/integration/test_suite_hygiene.py, which checks that, or when named on the command line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ from queue_core.store.migrate import apply_migrations
 REPO = Path(__file__).resolve().parent.parent
 # Assertions moved out of test modules into a helper keep pytest's detailed failure output.
 pytest.register_assert_rewrite("tests.support.index_state")
+FAILURE_TESTS = REPO / "tests" / "failure"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Collect tests/failure only when the command line names it (or a file in it)."""
+    if collection_path != FAILURE_TESTS:
+        return None
+    named = (Path(arg.split("::")[0]).resolve() for arg in config.args)
+    return not any(path == FAILURE_TESTS or FAILURE_TESTS in path.parents for path in named)
 
 
 @pytest.fixture(scope="session")

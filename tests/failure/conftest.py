@@ -1,39 +1,42 @@
-"""Failure tests break the machine's servers on purpose (restart, stop, FLUSHALL, terminate
-connections). These fixtures make sure both servers answer before each test starts and
-again before its fixtures tear down (a failed test included), and skip the layer when the
-servers are not the local ones the chaos helpers control."""
+"""Failure tests break servers on purpose (restart, crash, stop, FLUSHALL, terminated
+connections), so they run against a PostgreSQL and a Redis of their own, started for the
+session on free ports (tests/support/servers.py), never against the configured ones.
+``server_urls`` is overridden here: every fixture built on it (settings, queue) uses the
+private servers. After each test both are brought back up, a failed test included."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlparse
 
 import pytest
 
 from queue_core import Queue
-from tests.support.servers import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, ensure_servers_up
+from tests.support.servers import PrivateServers
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _servers_up_at_start() -> Iterator[None]:
-    ensure_servers_up()
-    yield
-    ensure_servers_up()
+@pytest.fixture(scope="session")
+def private_servers() -> Iterator[PrivateServers]:
+    servers = PrivateServers()
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.remove()
+
+
+@pytest.fixture(scope="session")
+def server_urls(private_servers: PrivateServers) -> tuple[str, str]:
+    return private_servers.pg.url, private_servers.redis.url
 
 
 @pytest.fixture(autouse=True)
-async def _servers_up_after(server_urls: tuple[str, str], queue: Queue) -> AsyncIterator[None]:
+async def _servers_up_after(
+    private_servers: PrivateServers, queue: Queue
+) -> AsyncIterator[None]:
     """Set up after ``queue`` so it is torn down before it: the servers are back before the
     pool closes and the test's schema is dropped."""
-    database_url, redis_url = server_urls
-    pg, rd = urlparse(database_url), urlparse(redis_url)
-    if (pg.hostname, pg.port) != (PG_HOST, PG_PORT) or (rd.hostname, rd.port) != (
-        REDIS_HOST,
-        REDIS_PORT,
-    ):
-        pytest.skip("failure tests control the local servers on 5432 and 6379 only")
     try:
         yield
     finally:
-        await asyncio.to_thread(ensure_servers_up)
+        await asyncio.to_thread(private_servers.ensure_up)

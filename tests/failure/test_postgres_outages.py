@@ -11,12 +11,7 @@ import pytest
 
 from queue_core import Queue
 from tests.support.chaos import draining
-from tests.support.servers import (
-    crash_postgres,
-    pg_ready,
-    restart_postgres,
-    terminate_hybridq_backends,
-)
+from tests.support.servers import PrivateServers, terminate_hybridq_backends
 from tests.support.verdict import verdict
 
 JOBS = 5000
@@ -45,22 +40,26 @@ async def test_postgres_backends_terminated_mid_run_loses_no_job(
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_postgres_restart_mid_run_loses_no_job(queue: Queue, tmp_path: Path) -> None:
+async def test_postgres_restart_mid_run_loses_no_job(
+    queue: Queue, tmp_path: Path, private_servers: PrivateServers
+) -> None:
     try:
         async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
             assert await drain.reach(0.3), "the drain stalled before the fault"
-            restart_seconds = await asyncio.to_thread(restart_postgres)
+            restart_seconds = await asyncio.to_thread(private_servers.pg.restart)
             report = await drain.settle("postgres restart")
         report.notes["restart_seconds"] = round(restart_seconds, 1)
     finally:
-        assert await asyncio.to_thread(pg_ready), "postgres left down"
+        assert await asyncio.to_thread(private_servers.pg.ready), "postgres left down"
 
     verdict(report)  # includes: no worker exited on its own, none stopped working
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_postgres_crash_mid_run_loses_no_job(queue: Queue, tmp_path: Path) -> None:
+async def test_postgres_crash_mid_run_loses_no_job(
+    queue: Queue, tmp_path: Path, private_servers: PrivateServers
+) -> None:
     """An immediate shutdown (a crash: no checkpoint, unflushed WAL lost), then crash
     recovery. Claims and heartbeats commit asynchronously (claim_pool), so a claim made just
     before the crash may be lost: its job is queued again and runs again with the same
@@ -69,10 +68,10 @@ async def test_postgres_crash_mid_run_loses_no_job(queue: Queue, tmp_path: Path)
     try:
         async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
             assert await drain.reach(0.3), "the drain stalled before the fault"
-            down_at, crash_seconds = await asyncio.to_thread(crash_postgres)
+            down_at, crash_seconds = await asyncio.to_thread(private_servers.pg.crash)
             report = await drain.settle("postgres crash", forgiven_until=down_at)
         report.notes["crash_and_recovery_seconds"] = round(crash_seconds, 1)
     finally:
-        assert await asyncio.to_thread(pg_ready), "postgres left down"
+        assert await asyncio.to_thread(private_servers.pg.ready), "postgres left down"
 
     verdict(report)

@@ -14,7 +14,7 @@ import pytest
 from queue_core import Queue
 from tests.support.chaos import draining
 from tests.support.recording import JOB_TYPE
-from tests.support.servers import start_redis, stop_redis
+from tests.support.servers import PrivateServers
 from tests.support.verdict import verdict
 
 JOBS = 5000
@@ -41,7 +41,7 @@ async def test_redis_flushall_mid_run_loses_no_job(queue: Queue, tmp_path: Path)
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_redis_down_for_seconds_then_back_empty_loses_no_job(
-    queue: Queue, tmp_path: Path
+    queue: Queue, tmp_path: Path, private_servers: PrivateServers
 ) -> None:
     """Redis stops (SHUTDOWN NOSAVE) for ~3 s early in the drain and comes back empty. Jobs
     are created meanwhile, half of them due only after Redis is back, so they must be found
@@ -49,7 +49,7 @@ async def test_redis_down_for_seconds_then_back_empty_loses_no_job(
     outage_jobs: list[str] = []
     async with draining(queue, tmp_path, jobs=JOBS, sleep=SLEEP) as drain:
         assert await drain.reach(0.1), "the drain stalled before the fault"
-        await asyncio.to_thread(stop_redis)
+        await asyncio.to_thread(private_servers.redis.stop)
         try:
             down_since = time.monotonic()
             for batch in range(5):
@@ -71,7 +71,7 @@ async def test_redis_down_for_seconds_then_back_empty_loses_no_job(
                 await asyncio.sleep(0.5)
             await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - down_since)))
         finally:
-            await asyncio.to_thread(start_redis)
+            await asyncio.to_thread(private_servers.redis.start)
         drain.acknowledged += outage_jobs
         report = await drain.settle("redis down 3 s, back empty")
 

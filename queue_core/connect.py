@@ -26,7 +26,7 @@ from .maintenance.reconciler import Reconciler
 from .maintenance.scheduler import PeriodicScheduler
 from .periodic import PeriodicJob
 from .settings import Settings
-from .store import PgStore, Pool, create_pool
+from .store import PgStore, Pool, create_pool, open_lease_store
 from .telemetry.metrics import Metrics
 from .worker.runner import JobRunnerService
 
@@ -53,16 +53,21 @@ class Queue:
     def redis(self) -> RedisClient:
         return self.index.client
 
-    def runner(self, **options: Any) -> JobRunnerService:
-        """A worker on these backends; ``options`` are JobRunnerService's keywords
-        (concurrency, worker_id, clock)."""
+    def runner(self, settings: Settings | None = None, **options: Any) -> JobRunnerService:
+        """A worker on these backends, with ``settings`` (default: the queue's; its
+        database_url and db_schema must stay those of the backends); ``options`` are
+        JobRunnerService's keywords (concurrency, worker_id, clock)."""
+        settings = settings or self.settings
+        options.setdefault(
+            "lease_store", partial(open_lease_store, settings.database_url, settings.db_schema)
+        )
         options.setdefault("rebuild_index", self._rebuild_index)
         options.setdefault("metrics", self.metrics)
         options.setdefault(
             "index_committed_jobs",
             partial(index_committed_jobs, self.store, self.index, self.settings.namespace),
         )
-        return JobRunnerService(self.store, self.index, self.settings, **options)
+        return JobRunnerService(self.store, self.index, settings, **options)
 
     def reconciler(self, periodic: Sequence[PeriodicJob] = ()) -> Reconciler:
         """A reconciler on these backends; ``periodic``: the periodic jobs it enqueues."""
@@ -108,7 +113,13 @@ async def connect(
         synchronous_commit=False,
     )
     client = create_client(settings.redis_url)
-    store = PgStore(pool, claim_pool)
+    store = PgStore(
+        pool,
+        claim_pool,
+        dsn=settings.database_url,
+        schema=settings.db_schema,
+        acquire_timeout=settings.pool_acquire_timeout_seconds,
+    )
     index = RedisIndex(client, settings.namespace)
     service = JobService(store, index, contracts, metrics=metrics)
     try:
@@ -116,5 +127,4 @@ async def connect(
     finally:
         await service.aclose()  # the jobs created are committed; index them if we can
         await client.aclose()
-        await claim_pool.close()
-        await pool.close()
+        await store.aclose()

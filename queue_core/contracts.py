@@ -23,7 +23,8 @@ from .models import Job, validate_job_type
 from .periodic import PeriodicJob, make_periodic
 
 Handler = Callable[[Job], Any]
-"""``async def handler(job: dict) -> dict | None``."""
+"""``async def handler(job: dict) -> dict | None``, or a plain function of the same shape
+(run in a thread: worker/handler_call.py)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class JobContract:
     timeout: float | None = None  # seconds an attempt may run; None: no limit
     input_model: type[BaseModel] | None = None  # validates job["input"] when declared
     output_model: type[BaseModel] | None = None  # validates what the handler returns
+    is_async: bool = True  # False: a plain function, run in a thread
 
     @property
     def handler_name(self) -> str:
@@ -67,18 +69,19 @@ def make_contract(
     input_model: type[BaseModel] | None = None,
     output_model: type[BaseModel] | None = None,
 ) -> JobContract:
-    """Validate a registration: the name, an async handler, a positive timeout, models."""
+    """Validate a registration: the name, a callable handler (async, or plain: run in a
+    thread), a positive timeout, models. Raises InvalidJob, TypeError or ValueError."""
     validate_job_type(job_type)
-    if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
-        type(handler).__call__
-    ):
-        raise TypeError(f"handler for {job_type!r} must be an async function")
+    if not callable(handler):
+        raise TypeError(f"handler for {job_type!r} must be a function, got {type(handler)!r}")
+    call_method = type(handler).__call__  # an object with an async __call__ is async too
+    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call_method)
     if timeout is not None and not timeout > 0:
         raise ValueError("timeout must be positive seconds")
     for model in (input_model, output_model):
         if model is not None and not (inspect.isclass(model) and issubclass(model, BaseModel)):
             raise TypeError(f"models for {job_type!r} must be pydantic BaseModel classes")
-    return JobContract(job_type, handler, timeout, input_model, output_model)
+    return JobContract(job_type, handler, timeout, input_model, output_model, is_async)
 
 
 class ContractRegistry:
@@ -99,8 +102,10 @@ class ContractRegistry:
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
     ) -> None:
-        """Run ``handler(job) -> dict | None`` for jobs of ``job_type``. An attempt that runs
-        longer than ``timeout`` seconds fails (and is retried like any failure); input that
+        """Run ``handler(job) -> dict | None`` for jobs of ``job_type``: an ``async def``, or
+        a plain function that the worker runs in a thread (at most its concurrency at once).
+        An attempt that runs longer than ``timeout`` seconds fails (and is retried like any
+        failure) at the timeout, whether or not the handler stops; input that
         ``input_model`` rejects fails the job without retry; output that ``output_model``
         rejects fails the attempt."""
         self._contracts[job_type] = make_contract(

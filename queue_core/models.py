@@ -17,6 +17,10 @@ from .json_values import JsonValueError, encode_json
 Job = dict[str, Any]
 """A job as handlers and callers see it: the columns of the jobs table, id as a string."""
 
+UNDECODABLE = "hybridq_undecodable"
+"""The only key of a stored JSON value that could not be read back (store/connection.py):
+its value says why. A job whose input is one fails without running."""
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -182,11 +186,13 @@ class Completion:
 
 @dataclass(frozen=True)
 class RetryLater:
-    """A failed attempt with retries left: queued again after ``delay_seconds``."""
+    """A failed attempt with retries left: queued again after ``delay_seconds``. ``error``
+    (jobs.last_error) is for the job's owner; ``detail`` (jobs.error_detail) for admins."""
 
     attempt: Attempt
     error: str
     delay_seconds: float
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,7 @@ class Failure:
 
     attempt: Attempt
     error: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True)

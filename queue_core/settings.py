@@ -39,7 +39,18 @@ class Settings(BaseSettings):
         description="Postgres schema holding the jobs table (default: the server's search_path).",
     )
     pool_min_size: int = Field(1, ge=0, description="Postgres connections kept open per process.")
-    pool_max_size: int = Field(10, ge=1, description="Postgres connections at most per process.")
+    pool_max_size: int = Field(
+        10,
+        ge=1,
+        description="Postgres connections at most per process in the main pool (a worker "
+        "also opens up to 3 for claims, one to LISTEN and one for its lease keeper).",
+    )
+    pool_acquire_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A statement waits at most this long for a pooled connection; then it "
+        "fails as 'postgres unavailable' and is retried like one.",
+    )
     lease_seconds: float = Field(
         30.0,
         gt=1,
@@ -84,6 +95,11 @@ class Settings(BaseSettings):
         gt=0,
         description="While Redis is unreachable or its index is being rebuilt, an idle worker "
         "polls Postgres this often.",
+    )
+    max_output_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest handler output stored, as JSON; a larger one fails its attempt.",
     )
     retry_base_seconds: float = Field(1.0, ge=0, description="Backoff after the first failure.")
     retry_cap_seconds: float = Field(600.0, ge=0, description="Longest backoff between attempts.")

@@ -5,6 +5,14 @@ the pure core only."""
 
 from .connection import Pool, create_pool, translate_errors
 from .migrate import apply_migrations, migrate
-from .pg_store import PgStore
+from .pg_store import PgStore, open_lease_store
 
-__all__ = ["PgStore", "Pool", "apply_migrations", "create_pool", "migrate", "translate_errors"]
+__all__ = [
+    "PgStore",
+    "Pool",
+    "apply_migrations",
+    "create_pool",
+    "migrate",
+    "open_lease_store",
+    "translate_errors",
+]

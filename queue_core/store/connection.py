@@ -10,8 +10,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from queue_core.errors import BackendUnavailable, DuplicateJob, InvalidJob
+from queue_core.json_values import JSON_MAX_DEPTH, scan_json_text
+from queue_core.models import UNDECODABLE
 
 Pool = asyncpg.Pool
 """The pool type, for code above the store that holds one without speaking asyncpg."""
@@ -30,6 +33,9 @@ CONNECTION_ERRORS = (
     TimeoutError,
 )
 
+DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 10.0
+"""How long a statement waits for a pooled connection before it fails (HYBRIDQ_POOL_*)."""
+
 RETRYABLE_ERRORS = (
     *CONNECTION_ERRORS,
     asyncpg.TransactionRollbackError,  # SQLSTATE class 40: deadlock, serialization failure
@@ -40,6 +46,8 @@ RETRYABLE_ERRORS = (
 async def translate_errors() -> AsyncIterator[None]:
     try:
         yield
+    except UnicodeEncodeError as exc:  # a lone surrogate in a text argument: never sent
+        raise InvalidJob(f"rejected before sending: {exc.reason} in a text value") from exc
     except asyncpg.UniqueViolationError as exc:
         raise DuplicateJob(str(exc)) from exc
     except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError) as exc:
@@ -55,12 +63,26 @@ async def translate_errors() -> AsyncIterator[None]:
 async def init_connection(conn: asyncpg.Connection) -> None:
     """JSONB arrives as Python objects; it is sent as JSON text the caller already encoded."""
     await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", format="text", encoder=_encode_json, decoder=json.loads
+        "jsonb", schema="pg_catalog", format="text", encoder=_encode_json, decoder=decode_json
     )
 
 
 def _encode_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def decode_json(text: str) -> Any:
+    """A JSONB value as Python. A value beyond the limits of json_values.py (written before
+    they existed, or by hand) decodes to ``{UNDECODABLE: reason}`` instead of failing the
+    whole statement: one such row must not break a claim batch or a listing page."""
+    if text.count("{") + text.count("[") > JSON_MAX_DEPTH:  # cheap: only deep values scan
+        reason = scan_json_text(text.encode())
+        if reason is not None:
+            return {UNDECODABLE: reason}
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError) as exc:
+        return {UNDECODABLE: f"{type(exc).__name__}: {exc}"[:200]}
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -71,6 +93,25 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     PgStore.listening)."""
 
 
+def _server_settings(schema: str | None, synchronous_commit: bool) -> dict[str, str]:
+    settings = {"application_name": "hybridq"}
+    if not synchronous_commit:
+        settings["synchronous_commit"] = "off"
+    if schema:
+        settings["search_path"] = schema
+    return settings
+
+
+async def open_connection(dsn: str, *, schema: str | None = None) -> asyncpg.Connection:
+    """A connection of its own, outside every pool: for what holds a session for long (an
+    advisory lock, LISTEN), so that it never takes a pooled connection from the statements
+    that must run meanwhile (a pool of one would otherwise deadlock)."""
+    async with translate_errors():
+        conn = await asyncpg.connect(dsn, server_settings=_server_settings(schema, True))
+        await init_connection(conn)
+    return conn
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -79,11 +120,7 @@ async def create_pool(
     max_size: int = 10,
     synchronous_commit: bool = True,
 ) -> asyncpg.Pool:
-    server_settings = {"application_name": "hybridq"}
-    if not synchronous_commit:
-        server_settings["synchronous_commit"] = "off"
-    if schema:
-        server_settings["search_path"] = schema
+    server_settings = _server_settings(schema, synchronous_commit)
     async with translate_errors():
         pool = await asyncpg.create_pool(
             dsn,
@@ -95,3 +132,43 @@ async def create_pool(
         )
     assert pool is not None
     return pool
+
+
+class TimedPool:
+    """The statements of a pool, each waiting at most ``timeout`` seconds for a connection:
+    a pool that stays busy is a logged, retried BackendUnavailable, never a silent hang."""
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+        self.pool = pool
+        self.timeout = timeout
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        try:
+            conn = await self.pool.acquire(timeout=self.timeout)
+        except TimeoutError:
+            raise BackendUnavailable(
+                "postgres",
+                f"no pooled connection free within {self.timeout:g}s "
+                f"(pool of {self.pool.get_max_size()}; see HYBRIDQ_POOL_MAX_SIZE)",
+            ) from None
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as conn:
+            return await conn.execute(query, *args)

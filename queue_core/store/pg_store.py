@@ -7,7 +7,6 @@ Attempt) and lock their rows in id order, so two of them never deadlock on each 
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -29,7 +28,13 @@ from queue_core.models import (
     RetryLater,
 )
 
-from .connection import CONNECTION_ERRORS, translate_errors
+from .connection import (
+    DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
+    TimedPool,
+    create_pool,
+    open_connection,
+    translate_errors,
+)
 from .queries import Q
 from .rows import index_entry, job_from_record, new_job_row
 
@@ -48,15 +53,38 @@ class PgStore:
     enqueue, waits for the WAL flush.
     """
 
-    def __init__(self, pool: asyncpg.Pool, claim_pool: asyncpg.Pool | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        claim_pool: asyncpg.Pool | None = None,
+        *,
+        dsn: str,
+        schema: str | None = None,
+        acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
+    ) -> None:
+        """``dsn`` and ``schema``: for the connections held for long (the reconcile lock,
+        LISTEN), opened apart from the pools. Every statement waits at most
+        ``acquire_timeout`` seconds for a pooled connection (then BackendUnavailable)."""
         self.pool = pool
         self.claim_pool = claim_pool or pool
+        self._pool = TimedPool(pool, acquire_timeout)
+        self._claim_pool = TimedPool(self.claim_pool, acquire_timeout)
+        self._dsn = dsn
+        self._schema = schema
+
+    async def aclose(self) -> None:
+        """Close the pools (a store made by open_lease_store owns its pool)."""
+        await self.claim_pool.close()
+        if self.pool is not self.claim_pool:
+            await self.pool.close()
 
     async def insert_jobs(
         self, jobs: Sequence[NewJob], connection: asyncpg.Connection | None = None
     ) -> list[Job]:
         """Insert and return the jobs as stored, in the given order."""
-        target = connection if connection is not None else self.pool
+        target: asyncpg.Connection | TimedPool = (
+            connection if connection is not None else self._pool
+        )
         async with translate_errors():
             if len(jobs) == 1:
                 j = jobs[0]
@@ -90,7 +118,7 @@ class PgStore:
     ) -> Job | None:
         """Insert under an idempotency key; None when the owner already used the key."""
         async with translate_errors():
-            row = await self.pool.fetchrow(
+            row = await self._pool.fetchrow(
                 Q.insert_job_once,
                 job.id,
                 job.job_type,
@@ -106,7 +134,7 @@ class PgStore:
 
     async def get_job_by_idempotency_key(self, user_id: str | None, key: str) -> Job | None:
         async with translate_errors():
-            row = await self.pool.fetchrow(Q.get_job_by_idempotency_key, user_id, key)
+            row = await self._pool.fetchrow(Q.get_job_by_idempotency_key, user_id, key)
         return job_from_record(row) if row else None
 
     async def list_jobs(
@@ -122,28 +150,30 @@ class PgStore:
         before = before or _AFTER_EVERY_UUID
         async with translate_errors():
             if user_id is None:
-                rows = await self.pool.fetch(Q.list_all_jobs, before, status, job_type, limit)
+                rows = await self._pool.fetch(Q.list_all_jobs, before, status, job_type, limit)
             else:
-                rows = await self.pool.fetch(
+                rows = await self._pool.fetch(
                     Q.list_jobs_of_user, user_id, before, status, job_type, limit
                 )
         return [job_from_record(r) for r in rows]
 
     async def count_jobs(self) -> list[JobCount]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.count_jobs)
+            rows = await self._pool.fetch(Q.count_jobs)
         return [JobCount(r["job_type"], r["status"], r["jobs"]) for r in rows]
 
     async def oldest_due_queued_jobs(self) -> dict[str, datetime]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.oldest_due_queued_jobs)
+            rows = await self._pool.fetch(Q.oldest_due_queued_jobs)
         return {r["job_type"]: r["oldest_due"] for r in rows}
 
     async def retry_jobs_in_bulk(
         self, status: str, job_type: str | None, limit: int, finished_by: datetime
     ) -> list[IndexEntry]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.retry_jobs_in_bulk, status, job_type, limit, finished_by)
+            rows = await self._pool.fetch(
+                Q.retry_jobs_in_bulk, status, job_type, limit, finished_by
+            )
         return [index_entry(r) for r in rows]
 
     async def delete_finished_jobs(
@@ -156,7 +186,7 @@ class PgStore:
         limit: int,
     ) -> list[uuid.UUID]:
         async with translate_errors():
-            rows = await self.pool.fetch(
+            rows = await self._pool.fetch(
                 Q.delete_finished_jobs,
                 before_id,
                 finished_before,
@@ -168,16 +198,16 @@ class PgStore:
 
     async def list_failures(self, job_type: str | None, limit: int) -> list[Job]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.list_failures, job_type, limit)
+            rows = await self._pool.fetch(Q.list_failures, job_type, limit)
         return [job_from_record(r) for r in rows]
 
     async def ping(self) -> None:
         async with translate_errors():
-            await self.pool.fetchval(Q.ping)
+            await self._pool.fetchval(Q.ping)
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
         async with translate_errors():
-            row = await self.pool.fetchrow(Q.get_job, job_id)
+            row = await self._pool.fetchrow(Q.get_job, job_id)
         return job_from_record(row) if row else None
 
     async def claim_jobs(
@@ -192,21 +222,21 @@ class PgStore:
         all start now) are claimed ahead, which a job on its last attempt never is."""
         n = len(ids) if start_now is None else start_now
         async with translate_errors():
-            rows = await self.claim_pool.fetch(
+            rows = await self._claim_pool.fetch(
                 Q.claim_jobs, list(ids), owner, lease_seconds, job_type, n
             )
         return [job_from_record(r) for r in rows]
 
     async def find_queued_jobs(self, ids: Sequence[uuid.UUID]) -> list[IndexEntry]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.find_queued_jobs, list(ids))
+            rows = await self._pool.fetch(Q.find_queued_jobs, list(ids))
         return [index_entry(r) for r in rows]
 
     async def complete_jobs(self, results: Sequence[Completion]) -> set[uuid.UUID]:
         """Record succeeded attempts (fenced); returns the ids written."""
         results = sorted(results, key=lambda r: r.attempt.id)
         async with translate_errors():
-            rows = await self.pool.fetch(
+            rows = await self._pool.fetch(
                 Q.complete_jobs,
                 [r.attempt.id for r in results],
                 [r.attempt.attempt for r in results],
@@ -219,26 +249,35 @@ class PgStore:
         """Queue failed attempts again after their delay (fenced); returns their entries."""
         failures = sorted(failures, key=lambda f: f.attempt.id)
         async with translate_errors():
-            rows = await self.pool.fetch(
+            rows = await self._pool.fetch(
                 Q.retry_jobs,
                 [f.attempt.id for f in failures],
                 [f.attempt.attempt for f in failures],
                 [f.error for f in failures],
                 [f.delay_seconds for f in failures],
                 [f.attempt.owner for f in failures],
+                [f.detail for f in failures],
             )
         return [index_entry(r) for r in rows]
 
     async def fail_jobs(self, failures: Sequence[Failure]) -> set[uuid.UUID]:
         """Record failed jobs (fenced); returns the ids written."""
+        return await self._failures(Q.fail_jobs, failures)
+
+    async def note_errors(self, failures: Sequence[Failure]) -> set[uuid.UUID]:
+        """Set the last_error of attempts still running, status unchanged (fenced)."""
+        return await self._failures(Q.note_errors, failures)
+
+    async def _failures(self, statement: str, failures: Sequence[Failure]) -> set[uuid.UUID]:
         failures = sorted(failures, key=lambda f: f.attempt.id)
         async with translate_errors():
-            rows = await self.pool.fetch(
-                Q.fail_jobs,
+            rows = await self._pool.fetch(
+                statement,
                 [f.attempt.id for f in failures],
                 [f.attempt.attempt for f in failures],
                 [f.error for f in failures],
                 [f.attempt.owner for f in failures],
+                [f.detail for f in failures],
             )
         return {r["id"] for r in rows}
 
@@ -247,7 +286,7 @@ class PgStore:
     ) -> set[uuid.UUID]:
         attempts = sorted(attempts, key=lambda a: a.id)
         async with translate_errors():
-            rows = await self.claim_pool.fetch(
+            rows = await self._claim_pool.fetch(
                 Q.extend_leases,
                 [a.id for a in attempts],
                 [a.attempt for a in attempts],
@@ -259,7 +298,7 @@ class PgStore:
     async def release_jobs(self, attempts: Sequence[Attempt]) -> list[IndexEntry]:
         attempts = sorted(attempts, key=lambda a: a.id)
         async with translate_errors():
-            rows = await self.pool.fetch(
+            rows = await self._pool.fetch(
                 Q.release_jobs,
                 [a.id for a in attempts],
                 [a.attempt for a in attempts],
@@ -269,19 +308,19 @@ class PgStore:
 
     async def cancel_job(self, job_id: uuid.UUID) -> Job | None:
         async with translate_errors():
-            row = await self.pool.fetchrow(Q.cancel_job, job_id)
+            row = await self._pool.fetchrow(Q.cancel_job, job_id)
         return job_from_record(row) if row else None
 
     async def retry_job(self, job_id: uuid.UUID) -> Job | None:
         async with translate_errors():
-            row = await self.pool.fetchrow(Q.retry_job, job_id)
+            row = await self._pool.fetchrow(Q.retry_job, job_id)
         return job_from_record(row) if row else None
 
     async def claim_jobs_from_postgres(
         self, job_type: str, limit: int, owner: str, lease_seconds: float
     ) -> list[Job]:
         async with translate_errors():
-            rows = await self.claim_pool.fetch(
+            rows = await self._claim_pool.fetch(
                 Q.claim_jobs_from_postgres, job_type, limit, owner, lease_seconds
             )
         jobs = [job_from_record(r) for r in rows]
@@ -293,12 +332,12 @@ class PgStore:
     ) -> list[RescuedLease]:
         """One page of expired leases rescued: each job's entry and its new status."""
         async with translate_errors():
-            rows = await self.pool.fetch(Q.rescue_expired_leases, limit, backoff_base, backoff_cap)
+            rows = await self._pool.fetch(Q.rescue_expired_leases, limit, backoff_base, backoff_cap)
         return [RescuedLease(index_entry(r), JobStatus(r["status"])) for r in rows]
 
     async def queued_job_types(self) -> list[str]:
         async with translate_errors():
-            rows = await self.pool.fetch(Q.queued_job_types)
+            rows = await self._pool.fetch(Q.queued_job_types)
         return [r["job_type"] for r in rows]
 
     async def queued_jobs_page(
@@ -312,30 +351,21 @@ class PgStore:
             else (PRIORITY_MIN - 1, datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
         )
         async with translate_errors():
-            rows = await self.pool.fetch(Q.queued_jobs_page, job_type, *cursor, limit)
+            rows = await self._pool.fetch(Q.queued_jobs_page, job_type, *cursor, limit)
         return [index_entry(r) for r in rows]
 
     @asynccontextmanager
     async def reconcile_lock(self) -> AsyncIterator[bool]:
-        """Hold the reconcile advisory lock for the block; yields False (and holds nothing)
-        when another process has it."""
-        async with translate_errors():
-            conn = await self.pool.acquire()
+        """Hold the reconcile advisory lock for the block, on a connection of its own (the
+        pass's statements need the pool meanwhile); yields False (and holds nothing) when
+        another process has it. Closing the connection releases the lock."""
+        conn = await self._dedicated_connection()
         try:
             async with translate_errors():
                 acquired = bool(await conn.fetchval(Q.try_reconcile_lock))
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    try:
-                        await conn.fetchval(Q.reconcile_unlock)
-                    except (*CONNECTION_ERRORS, asyncpg.PostgresError):
-                        # a session that may still hold the lock must go (unless already gone)
-                        with contextlib.suppress(asyncpg.InterfaceError):
-                            conn.terminate()
+            yield acquired
         finally:
-            await self.pool.release(conn)
+            await _close(conn)
 
     async def notify(self, connection: asyncpg.Connection, channel: str, payload: str) -> None:
         """pg_notify on the caller's connection: delivered only if its transaction commits."""
@@ -346,32 +376,41 @@ class PgStore:
     async def listening(
         self, channel: str, callback: Callable[..., None]
     ) -> AsyncIterator[Callable[[], bool]]:
-        """LISTEN on a connection held for the block; yields a function telling whether
+        """LISTEN on a connection of its own for the block; yields a function telling whether
         that connection has been closed (then the caller should listen again)."""
-        async with translate_errors():
-            conn = await self.pool.acquire()
+        conn = await self._dedicated_connection()
         try:
             async with translate_errors():
                 await conn.add_listener(channel, callback)
-            try:
-                yield conn.is_closed
-            finally:
-                try:
-                    await conn.remove_listener(channel, callback)
-                except (*CONNECTION_ERRORS, asyncpg.PostgresError):
-                    # never hand a connection that still LISTENs to the pool
-                    with contextlib.suppress(asyncpg.InterfaceError):
-                        conn.terminate()
+            yield conn.is_closed
         finally:
-            with contextlib.suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
-                await self.pool.release(conn)
+            await _close(conn)
+
+    async def _dedicated_connection(self) -> asyncpg.Connection:
+        return await open_connection(self._dsn, schema=self._schema)
 
     async def server_now(self) -> datetime:
         async with translate_errors():
-            value: datetime = await self.pool.fetchval(Q.server_now)
+            value: datetime = await self._pool.fetchval(Q.server_now)
         return value
 
     async def server_time_ms(self) -> float:
         async with translate_errors():
-            value = await self.pool.fetchval(Q.server_time_ms)
+            value = await self._pool.fetchval(Q.server_time_ms)
         return float(value)
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    """Close a connection of our own; one already broken is simply dropped."""
+    try:
+        await conn.close(timeout=5)
+    except Exception:  # a dead connection cannot hold a lock or a LISTEN any more
+        conn.terminate()
+
+
+async def open_lease_store(dsn: str, schema: str | None = None) -> PgStore:
+    """A store on a one-connection pool of its own, for a worker's lease keeper: its own
+    thread and event loop, so its renewals never wait behind the worker's statements (or
+    its blocked loop). Close it with ``aclose()``."""
+    pool = await create_pool(dsn, schema=schema, min_size=1, max_size=1)
+    return PgStore(pool, dsn=dsn, schema=schema)

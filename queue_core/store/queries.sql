@@ -77,20 +77,31 @@ RETURNING j.id;
 -- name: retry_jobs
 -- Failed attempts with retries left: back to queued after a backoff delay (fenced).
 UPDATE jobs AS j
-SET status = 'queued', last_error = r.error,
+SET status = 'queued', last_error = r.error, error_detail = r.detail,
     scheduled_for = date_trunc('milliseconds', now() + make_interval(secs => r.delay_s)),
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::float8[], $5::text[])
-     AS r(id, attempt, error, delay_s, owner)
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::float8[], $5::text[], $6::text[])
+     AS r(id, attempt, error, delay_s, owner, detail)
 WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id, j.job_type, j.priority, j.scheduled_for;
 
 -- name: fail_jobs
 -- Failed attempts with no retry left (or a PermanentJobError): final status failed (fenced).
 UPDATE jobs AS j
-SET status = 'failed', last_error = r.error, finished_at = now(),
+SET status = 'failed', last_error = r.error, error_detail = r.detail, finished_at = now(),
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[]) AS r(id, attempt, error, owner)
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
+     AS r(id, attempt, error, owner, detail)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
+RETURNING j.id;
+
+-- name: note_errors
+-- The error of attempts that are over but still running (a handler past its timeout that
+-- has not let go yet): last_error now, the status once the handler stops (fenced).
+UPDATE jobs AS j
+SET last_error = r.error, error_detail = r.detail
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
+     AS r(id, attempt, error, owner, detail)
 WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
@@ -166,8 +177,8 @@ SET status = CASE WHEN j.attempts <= j.max_retries THEN 'queued' ELSE 'failed' E
             * (0.5 + random() / 2)))
         ELSE j.scheduled_for END,
     finished_at = CASE WHEN j.attempts <= j.max_retries THEN NULL ELSE now() END,
-    last_error = 'lease expired: worker ' || j.lease_owner
-        || ' stopped renewing attempt ' || j.attempts,
+    last_error = 'lease expired: its worker stopped renewing attempt ' || j.attempts,
+    error_detail = 'lease owner ' || j.lease_owner,  -- host:pid of the worker: admins only
     lease_owner = NULL, lease_expires_at = NULL
 FROM (
     SELECT id FROM jobs

@@ -38,6 +38,7 @@ def new_job_row(job: NewJob, inserted: asyncpg.Record) -> Job:
         "started_at": None,
         "finished_at": None,
         "last_error": None,
+        "error_detail": None,
         "lease_owner": None,
         "lease_expires_at": None,
         "idempotency_key": None,

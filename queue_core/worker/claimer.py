@@ -27,7 +27,7 @@ from enum import StrEnum
 
 from queue_core.clock import ServerClock
 from queue_core.errors import BackendUnavailable
-from queue_core.models import Attempt, Job, PoppedId
+from queue_core.models import Attempt, IndexEntry, Job, PoppedId
 from queue_core.ports import ClaimStore, ReadyIndex
 from queue_core.settings import Settings
 from queue_core.telemetry.metrics import Metrics
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 1.0
 """While claiming from Postgres, try Redis again this often."""
+NOT_DUE_BACKOFF_MS = 50
+"""A claim that popped ids Postgres says are not due yet waits this long before the next."""
 BLOCKING_POP_MAX_SECONDS = 1.0
 """An idle worker's blocking pop returns at least this often (below the client's socket
 timeout), so that it re-checks the index epoch and scheduled jobs with a full claim."""
@@ -92,6 +94,7 @@ class Claimer:
         self._rebuilds: dict[str, asyncio.Task[None]] = {}
         self._idle_pop: asyncio.Future[PoppedId | None] | None = None  # see idle()
         self._interrupted = asyncio.Event()
+        self._not_due = False  # Postgres refused popped ids as not due (see _claim_type)
 
     def interrupt(self) -> None:
         """Stop waiting in idle() now, and for good (the worker is stopping)."""
@@ -121,6 +124,8 @@ class Claimer:
         self._round_robin = (self._round_robin + 1) % len(types)
         jobs: list[ClaimedJob] = []
         wait_ms = -1
+        if self.clock.stale:
+            await self.clock.sync(self._store)
         now_ms = self.clock.now_ms()
         for job_type in types[self._round_robin :] + types[: self._round_robin]:
             want = min(free - len(jobs), self.settings.claim_batch_max)
@@ -206,6 +211,12 @@ class Claimer:
             with contextlib.suppress(BackendUnavailable):
                 await self._index.restore_ids(job_type, popped.ids, popped.scores)
             raise
+        if self._not_due:
+            # Postgres says some are not due yet: our clock is off. Read it again, and wait
+            # a moment rather than pop the same ids again at once (no busy loop).
+            self._not_due = False
+            self.clock.invalidate()
+            return Claim(jobs, NOT_DUE_BACKOFF_MS)
         return Claim(jobs, popped.wait_ms)
 
     async def _claim_from_postgres(self, job_type: str, want: int) -> Claim:
@@ -286,10 +297,13 @@ class Claimer:
             else:
                 unconfirmed.append(job_id)
         if unconfirmed:
-            await self._reindex_still_queued(unconfirmed)
+            entries = await self._reindex_still_queued(unconfirmed)
+            # Every popped id could start now, so a queued one was refused as not due yet.
+            # (Claimed ahead, a job on its last attempt is refused while due: see claim_jobs.)
+            self._not_due = self._not_due or bool(entries and start_now >= len(ids))
         return jobs
 
-    async def _reindex_still_queued(self, ids: list[uuid.UUID]) -> None:
+    async def _reindex_still_queued(self, ids: list[uuid.UUID]) -> list[IndexEntry]:
         """Postgres refused some popped ids: finished or cancelled ones are simply dropped;
         ones still queued (not due yet by Postgres' clock) go back to the index."""
         entries = await self._store.find_queued_jobs(ids)
@@ -304,6 +318,7 @@ class Claimer:
         if entries:
             with contextlib.suppress(BackendUnavailable):
                 await self._index.add_jobs(entries)
+        return entries
 
     def _next_lease_owner(self) -> str:
         """The lease owner of one claim: this worker's id and the claim's number, so that

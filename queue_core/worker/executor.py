@@ -1,11 +1,15 @@
-"""Run one attempt of one job and turn what happened into an Outcome. No I/O of its own:
-recording the outcome is the OutcomeBuffer's job."""
+"""What one attempt's end means for its job: an Outcome to record. No I/O: running the
+handler is handler_call.py's job, recording the outcome the OutcomeBuffer's.
+
+- input the type's model rejects (or a row that could not be decoded) fails the job at once;
+- a return value is checked against the output model and the limits of a stored value;
+- anything raised fails the attempt (retried after a backoff while retries remain),
+  ``PermanentJobError`` fails the job; so does running past the type's timeout.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +17,12 @@ from pydantic import ValidationError
 
 from queue_core.contracts import JobContract, describe_validation_error
 from queue_core.errors import PermanentJobError
-from queue_core.models import Attempt, Job, encode_output
+from queue_core.json_values import JsonValueError, encode_json
+from queue_core.models import UNDECODABLE, Attempt, Job
 from queue_core.retry import RetryPolicy
 
-LAST_ERROR_MAX_CHARS = 4000
-"""last_error keeps the exception and the innermost frames, cut to this length."""
+from .error_text import LAST_ERROR_MAX_CHARS, describe, safe_text
+from .handler_call import Raised, Returned
 
 
 class OutcomeKind(enum.Enum):
@@ -32,62 +37,89 @@ class Outcome:
     job_type: str
     kind: OutcomeKind
     output_json: str | None = None
-    error: str | None = None
+    error: str | None = None  # "Type: message": every owner of the job may read it
+    detail: str | None = None  # the innermost frames, for admins only
     delay_seconds: float = 0.0
 
 
-async def execute(
-    registered: JobContract, job: Job, attempt: Attempt, policy: RetryPolicy
-) -> Outcome:
+class Decide:
+    """Turns how a handler ended into the attempt's Outcome, for one worker's policy."""
 
-    def failure(error: str, *, permanent: bool = False) -> Outcome:
-        if not permanent and policy.should_retry(job["attempts"], job["max_retries"]):
+    def __init__(self, policy: RetryPolicy, max_output_bytes: int) -> None:
+        self.policy = policy
+        self.max_output_bytes = max_output_bytes
+
+    def rejected_input(self, contract: JobContract, job: Job, attempt: Attempt) -> Outcome | None:
+        """The job's failure when its input cannot be run (the same input fails every
+        retry), or None when the handler may start."""
+        value = job.get("input")
+        if not isinstance(value, dict) or UNDECODABLE in value:
+            why = value.get(UNDECODABLE) if isinstance(value, dict) else type(value).__name__
+            error = f"InvalidInput: the stored input cannot be read back: {why}"
+            return self.failure(job, attempt, error, permanent=True)
+        if contract.input_model is not None:
+            try:
+                contract.input_model.model_validate(value)
+            except ValidationError as exc:
+                error = f"InvalidInput: {describe_validation_error(exc)}"
+                return self.failure(job, attempt, error, permanent=True)
+        return None
+
+    def ended(
+        self, contract: JobContract, job: Job, attempt: Attempt, ended: Returned | Raised
+    ) -> Outcome:
+        if isinstance(ended, Raised):
+            message, detail = describe(ended.error)
+            permanent = isinstance(ended.error, PermanentJobError)
+            return self.failure(job, attempt, message, detail, permanent=permanent)
+        try:
+            output_json = self._encoded_output(contract, ended.value)
+        except (TypeError, JsonValueError) as exc:
+            return self.failure(job, attempt, f"InvalidOutput: {exc}")
+        return Outcome(attempt, job["job_type"], OutcomeKind.SUCCEEDED, output_json=output_json)
+
+    def timed_out(self, contract: JobContract, job: Job, attempt: Attempt) -> Outcome:
+        error = f"TimeoutError: handler ran longer than {contract.timeout}s"
+        return self.failure(job, attempt, error)
+
+    def failure(
+        self,
+        job: Job,
+        attempt: Attempt,
+        error: str,
+        detail: str | None = None,
+        *,
+        permanent: bool = False,
+    ) -> Outcome:
+        error = safe_text(error, LAST_ERROR_MAX_CHARS)
+        if not permanent and self.policy.should_retry(job["attempts"], job["max_retries"]):
+            delay = self.policy.delay_seconds(job["attempts"])
             return Outcome(
                 attempt,
-                registered.job_type,
+                job["job_type"],
                 OutcomeKind.RETRY,
                 error=error,
-                delay_seconds=policy.delay_seconds(job["attempts"]),
+                detail=detail,
+                delay_seconds=delay,
             )
-        return Outcome(attempt, registered.job_type, OutcomeKind.FAILED, error=error)
+        return Outcome(attempt, job["job_type"], OutcomeKind.FAILED, error=error, detail=detail)
 
-    if registered.input_model is not None:
-        try:
-            registered.input_model.model_validate(job["input"])
-        except ValidationError as exc:  # the same input fails every retry: fail now
-            return failure(
-                f"InvalidInput: {describe_validation_error(exc)}"[:LAST_ERROR_MAX_CHARS],
-                permanent=True,
-            )
-    try:
-        call = registered.handler(job)
-        if registered.timeout is not None:
-            result = await asyncio.wait_for(call, registered.timeout)
-        else:
-            result = await call
-        output_json = encode_output(_checked_output(registered, result))
-    except PermanentJobError as exc:
-        return failure(_describe(exc), permanent=True)
-    except TimeoutError:
-        return failure(f"TimeoutError: handler ran longer than {registered.timeout}s")
-    except Exception as exc:  # a handler's bug must fail the attempt, not the worker
-        return failure(_describe(exc))
-    return Outcome(attempt, registered.job_type, OutcomeKind.SUCCEEDED, output_json=output_json)
-
-
-def _checked_output(registered: JobContract, result: Any) -> Any:
-    if registered.output_model is not None and result is not None:
-        try:
-            registered.output_model.model_validate(result)
-        except ValidationError as exc:
+    def _encoded_output(self, contract: JobContract, value: Any) -> str | None:
+        """JSON text of a handler's return value (None stores SQL NULL); TypeError or
+        JsonValueError naming what is wrong with anything else."""
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise TypeError(f"handler must return a dict or None, got {type(value).__name__}")
+        if contract.output_model is not None:
+            try:
+                contract.output_model.model_validate(value)
+            except ValidationError as exc:
+                raise TypeError(f"breaks its contract: {describe_validation_error(exc)}") from None
+        text = encode_json(value, "output")
+        if len(text) > self.max_output_bytes:  # ASCII: one byte per character
             raise TypeError(
-                f"handler output breaks its contract: {describe_validation_error(exc)}"
-            ) from None
-    return result
-
-
-def _describe(exc: BaseException) -> str:
-    head = f"{type(exc).__name__}: {exc}"
-    frames = traceback.format_tb(exc.__traceback__)[-3:]
-    text = head + ("\n" + "".join(frames) if frames else "")
-    return text[:LAST_ERROR_MAX_CHARS]
+                f"output is {len(text)} bytes as JSON, over HYBRIDQ_MAX_OUTPUT_BYTES "
+                f"({self.max_output_bytes})"
+            )
+        return text

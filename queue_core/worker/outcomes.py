@@ -3,9 +3,13 @@
 Outcomes wait at most ``flush_interval`` (or until ``batch_max`` are pending) and are then
 written with complete_jobs / retry_jobs / fail_jobs. Every write is fenced; an outcome that
 matches no row belongs to an attempt whose lease was lost, and is discarded and logged.
-When Postgres is unreachable the batch stays pending and is retried with backoff: a result
-is written, or its lease is lost, never silently dropped. Producers wait (back-pressure)
-while ``4 * batch_max`` outcomes are pending.
+
+One outcome's data can never hold up the others: when Postgres refuses a batch for what is
+in it (a data error; never a lost connection), its rows are written one at a time, and one
+that is still refused fails its job with an error saying so. While Postgres is unreachable
+the batch stays pending and is retried with backoff: a result is written, or its lease is
+lost, never silently dropped. Producers wait (back-pressure) while ``4 * batch_max`` are
+pending.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from .executor import Outcome, OutcomeKind
 log = logging.getLogger(__name__)
 
 _BACKOFF_MAX_SECONDS = 2.0
+UNSTORABLE_ERROR = "OutcomeNotStored: Postgres refused this attempt's outcome"
+"""The error of a job whose outcome Postgres refused even alone (plain ASCII: it is stored)."""
 
 
 class OutcomeBuffer:
@@ -54,6 +60,16 @@ class OutcomeBuffer:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def pending_records(self) -> tuple[list[Completion], list[RetryLater], list[Failure]]:
+        """The outcomes not written yet, as store records (read by the lease keeper's thread
+        when the loop is stuck at shutdown: a copy of the list, taken at once)."""
+        pending = list(self._pending)
+        return (
+            [_completion(o) for o in pending if o.kind is OutcomeKind.SUCCEEDED],
+            [_retry(o) for o in pending if o.kind is OutcomeKind.RETRY],
+            [_failure(o) for o in pending if o.kind is OutcomeKind.FAILED],
+        )
 
     async def add(self, outcome: Outcome) -> None:
         while len(self._pending) >= 4 * self._batch_max:
@@ -91,7 +107,7 @@ class OutcomeBuffer:
                 for kind in OutcomeKind:
                     group = [o for o in batch if o.kind is kind]
                     if group:
-                        self._resolve(group, await self._write(kind, group))
+                        self._resolve(group, await self._write_isolated(kind, group))
             except BackendUnavailable as exc:
                 log.warning(
                     "outcomes not written yet; retrying",
@@ -107,17 +123,47 @@ class OutcomeBuffer:
         self._full.clear()
         self._drained.set()
 
+    async def _write_isolated(self, kind: OutcomeKind, group: list[Outcome]) -> set[uuid.UUID]:
+        """One statement for the group; if Postgres refuses what is in it, one per row, and a
+        row still refused fails its job instead. BackendUnavailable propagates (retry)."""
+        try:
+            return await self._write(kind, group)
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            if len(group) > 1:
+                log.warning(
+                    "a batch of outcomes was refused; writing them one at a time",
+                    extra={"action": "flush_outcomes", "jobs": len(group), "error": str(exc)},
+                )
+                written: set[uuid.UUID] = set()
+                for outcome in group:
+                    written |= await self._write_isolated(kind, [outcome])
+                return written
+            return await self._write_unstorable(group[0], exc)
+
+    async def _write_unstorable(self, outcome: Outcome, exc: Exception) -> set[uuid.UUID]:
+        log.error(
+            "an outcome was refused by postgres; its job fails",
+            extra={
+                "action": "flush_outcomes",
+                "job_id": str(outcome.attempt.id),
+                "job_type": outcome.job_type,
+                "attempt": outcome.attempt.attempt,
+                "outcome": outcome.kind.value,
+                "error": repr(exc)[:500],
+            },
+        )
+        failure = Failure(outcome.attempt, UNSTORABLE_ERROR, f"{type(exc).__name__}"[:200])
+        return await self._store.fail_jobs([failure])
+
     async def _write(self, kind: OutcomeKind, group: list[Outcome]) -> set[uuid.UUID]:
         """One fenced statement for the group; returns the ids it wrote."""
         if kind is OutcomeKind.SUCCEEDED:
-            return await self._store.complete_jobs(
-                [Completion(o.attempt, o.output_json) for o in group]
-            )
+            return await self._store.complete_jobs([_completion(o) for o in group])
         if kind is OutcomeKind.FAILED:
-            return await self._store.fail_jobs([Failure(o.attempt, o.error or "") for o in group])
-        entries = await self._store.retry_jobs(
-            [RetryLater(o.attempt, o.error or "", o.delay_seconds) for o in group]
-        )
+            return await self._store.fail_jobs([_failure(o) for o in group])
+        entries = await self._store.retry_jobs([_retry(o) for o in group])
         try:
             await self._index.add_jobs(entries)
         except BackendUnavailable as exc:
@@ -156,3 +202,15 @@ class OutcomeBuffer:
                     },
                 )
         self._on_written(group)
+
+
+def _completion(o: Outcome) -> Completion:
+    return Completion(o.attempt, o.output_json)
+
+
+def _retry(o: Outcome) -> RetryLater:
+    return RetryLater(o.attempt, o.error or "", o.delay_seconds, o.detail)
+
+
+def _failure(o: Outcome) -> Failure:
+    return Failure(o.attempt, o.error or "", o.detail)

@@ -3,9 +3,12 @@ confirmed in Postgres), runs their handlers, and records outcomes in batches.
 
 1. the claim loop asks the Claimer for as many jobs as it has room for: free slots, plus
    the claim-ahead room while jobs are short (prefetch.py), and takes what it returns;
-2. each claimed job waits in ClaimedAhead until a slot frees, then runs in its own task;
-3. its outcome goes to the OutcomeBuffer; the heartbeat renews every lease it holds
-   (leases.py) and cancels the handlers of jobs whose lease was lost.
+2. each claimed job waits in ClaimedAhead until a slot frees, then its handler runs
+   (handler_call.py: in a task, or a thread for a plain function) and its end becomes an
+   Outcome (executor.py) for the OutcomeBuffer;
+3. the LeaseKeeper (lease_keeper.py), a thread of its own, renews every lease the worker
+   holds, whatever its handlers do to the event loop, and reports lost ones, whose
+   handlers are cancelled.
 An idle worker waits for work in the Claimer (a Redis blocking pop), never on a fixed poll.
 """
 
@@ -17,31 +20,39 @@ import dataclasses
 import logging
 import os
 import secrets
+import signal
 import socket
 import time
-import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from queue_core.contracts import ContractRegistry
 from queue_core.errors import BackendUnavailable, HandlerNotFound
-from queue_core.models import Attempt, Job
+from queue_core.models import Attempt
 from queue_core.ports import JobStore, ReadyIndex
 from queue_core.retry import RetryPolicy
 from queue_core.settings import Settings
 from queue_core.telemetry.metrics import Metrics
 
+from .attempt import Attempts
 from .claimer import ClaimedJob, Claimer, RebuildIndex
-from .executor import execute
-from .leases import Leases
+from .executor import Decide
+from .handler_call import SyncHandlers
+from .lease_keeper import BEAT_SECONDS, KeeperStore, LeaseKeeper
 from .outcomes import OutcomeBuffer
 from .prefetch import ClaimedAhead, Clock, Waiting, waiting
+from .release import release_jobs
+from .running import Running, RunningJob
 
 log = logging.getLogger(__name__)
 
 FINAL_FLUSH_SECONDS = 10.0
 """A stopping worker tries this long to write its last outcomes."""
+RELEASE_SECONDS = 6.0
+"""A stopping worker tries this long to give unfinished jobs back (release.py's tries)."""
+CANCEL_SETTLE_SECONDS = 1.0
+"""After the grace, a cancelled handler has this long to stop before its job is left to
+its lease (it runs again elsewhere only once this process is gone)."""
 IDLE_WAIT_MIN_SECONDS = 0.01
 """Shortest idle wait: a BZPOPMIN timeout rounded down to 0 would block without end."""
 PREFETCH_MAX_WAIT_SECONDS = 1.0
@@ -52,17 +63,6 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-@dataclass(frozen=True)
-class RunningJob:
-    job: Job
-    attempt: Attempt
-    task: asyncio.Task[None]
-
-    @property
-    def job_type(self) -> str:
-        return str(self.job["job_type"])
-
-
 class JobRunnerService(ContractRegistry):
     def __init__(
         self,
@@ -70,6 +70,7 @@ class JobRunnerService(ContractRegistry):
         index: ReadyIndex,
         settings: Settings | None = None,
         *,
+        lease_store: Callable[[], Awaitable[KeeperStore]],
         concurrency: int | None = None,
         worker_id: str | None = None,
         rebuild_index: RebuildIndex | None = None,
@@ -77,8 +78,9 @@ class JobRunnerService(ContractRegistry):
         metrics: Metrics | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        """``rebuild_index(types)`` re-indexes types whose Redis index was lost (connect()
-        passes the reconciler's); ``index_committed_jobs()`` runs in the background to index
+        """``lease_store()`` opens the lease keeper's own Postgres connection (connect()
+        passes store.open_lease_store); ``rebuild_index(types)`` re-indexes types whose
+        Redis index was lost; ``index_committed_jobs()`` runs in the background to index
         jobs created in callers' transactions (enqueue/committed_jobs.py). ``clock``: seconds
         on a monotonic clock, for the claim-ahead timings."""
         super().__init__()  # the job contracts this worker runs (register_handler)
@@ -87,11 +89,8 @@ class JobRunnerService(ContractRegistry):
         self.concurrency = concurrency or self.settings.concurrency
         self._store = store
         self._index = index
-        self._policy = RetryPolicy(
-            self.settings.retry_base_seconds, self.settings.retry_cap_seconds
-        )
-        self._running: dict[uuid.UUID, RunningJob] = {}
-        self._leases = Leases(store, index, self.settings.lease_seconds, self.worker_id)
+        policy = RetryPolicy(self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
+        self._running = Running()
         prefetch = self.settings.prefetch
         self._ahead = ClaimedAhead(
             2 * self.concurrency if prefetch is None else prefetch,
@@ -101,7 +100,7 @@ class JobRunnerService(ContractRegistry):
         )
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._releases: set[asyncio.Task[None]] = set()  # stale claimed-ahead jobs going back
+        self._background: set[asyncio.Task[None]] = set()  # releases, held-back outcomes
         self._claimer = Claimer(
             store,
             index,
@@ -118,8 +117,24 @@ class JobRunnerService(ContractRegistry):
             self.worker_id,
             flush_interval=self.settings.flush_interval_ms / 1000.0,
             batch_max=self.settings.flush_batch_max,
-            on_written=lambda written: self._leases.forget([o.attempt for o in written]),
+            on_written=lambda written: self._keeper.forget([o.attempt for o in written]),
             metrics=metrics,
+        )
+        self._keeper = LeaseKeeper(
+            lease_store,
+            self.settings.lease_seconds,
+            self.worker_id,
+            on_lost=self._lost,
+            pending_outcomes=self._outcomes.pending_records,
+        )
+        self._attempts = Attempts(
+            Decide(policy, self.settings.max_output_bytes),
+            self._keeper,
+            self._outcomes,
+            SyncHandlers(self.concurrency),
+            self._spawn,
+            self.worker_id,
+            metrics,
         )
 
     @property
@@ -132,19 +147,52 @@ class JobRunnerService(ContractRegistry):
 
     def stop(self) -> None:
         """Ask run() to stop claiming, let running jobs finish (up to the grace period),
-        release the rest, flush outcomes and return."""
+        give the rest back, flush outcomes and return. Safe from a signal handler."""
+        self._request_stop()
         self._stopping.set()
         self._claimer.interrupt()
         self._slot_freed.set()
 
-    async def run(self) -> None:
+    def _request_stop(self) -> None:
+        """Tell the lease keeper how long a stop may take: the grace, giving jobs back, the
+        last write and a margin; past it (or past the grace while a handler blocks the
+        loop) the keeper ends the process."""
+        grace = self.settings.shutdown_grace_seconds + CANCEL_SETTLE_SECONDS
+        self._keeper.request_stop(grace, grace + RELEASE_SECONDS + FINAL_FLUSH_SECONDS + 5.0)
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Work until stop(). With ``handle_signals`` (the main thread only), SIGTERM and
+        SIGINT call stop(), even while a handler blocks the event loop (what ``hybridq
+        worker`` does); the previous handlers come back when run() returns. Raises
+        HandlerNotFound when no handler is registered."""
         if not self._contracts:
             raise HandlerNotFound("no handler registered: call register_handler() first")
+        restore = self._install_signal_handlers() if handle_signals else {}
+        try:
+            await self._run()
+        finally:
+            for sig, previous in restore.items():
+                signal.signal(sig, previous)
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """Python-level handlers, not loop.add_signal_handler: those run only when the loop
+        gets to them, which a handler blocking the loop would prevent."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int, frame: object) -> None:
+            self._request_stop()
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(self.stop)
+
+        return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    async def _run(self) -> None:
         await self._sync_clock()
+        self._keeper.start()
         background = [
             asyncio.create_task(self._index.listen(self.job_types, self._claimer.new_work)),
             asyncio.create_task(self._outcomes.run()),
-            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self._beat()),
         ]
         if self._index_committed_jobs is not None:
             background.append(asyncio.create_task(self._index_committed_jobs()))
@@ -162,11 +210,18 @@ class JobRunnerService(ContractRegistry):
             await self._finish_running(self.settings.shutdown_grace_seconds)
             await self._final_flush()
         finally:
-            for task in [*background, *self._releases]:
+            for task in [*background, *self._background]:
                 task.cancel()
-            await asyncio.gather(*background, *self._releases, return_exceptions=True)
+            await asyncio.gather(*background, *self._background, return_exceptions=True)
             await self._claimer.aclose()
+            await asyncio.to_thread(self._keeper.finish)
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
+
+    async def _beat(self) -> None:
+        """The loop's pulse, which the lease keeper watches for stalls."""
+        while True:
+            self._keeper.beat()
+            await asyncio.sleep(BEAT_SECONDS)
 
     async def _final_flush(self) -> None:
         """Write the outcomes still buffered. While Postgres is down this could wait
@@ -274,7 +329,8 @@ class JobRunnerService(ContractRegistry):
                 self._metrics.enqueue_to_start_seconds.labels(c.job["job_type"]).observe(
                     max(waited, 0)
                 )
-            self._leases.hold(c.attempt)
+            final = c.job["attempts"] > c.job["max_retries"]
+            self._keeper.hold(c.attempt, c.job["job_type"], final=final)
             self._ahead.push(waiting(c.job, c.attempt, now))
         if claimed:
             self._fill_slots()
@@ -285,104 +341,81 @@ class JobRunnerService(ContractRegistry):
             next_job = self._ahead.pop()
             if next_job is None:
                 return
-            task = asyncio.create_task(self._run_job(next_job.job, next_job.attempt))
-            self._running[next_job.attempt.id] = RunningJob(next_job.job, next_job.attempt, task)
-            self._ahead.started(next_job.attempt.id)
+            job, attempt = next_job.job, next_job.attempt
+            running = RunningJob(job, attempt, self._contracts[job["job_type"]])
+            running.task = asyncio.create_task(self._run_job(running))
+            self._running.add(running)
+            self._ahead.started(attempt.id)
 
-    async def _run_job(self, job: Job, attempt: Attempt) -> None:
+    async def _run_job(self, running: RunningJob) -> None:
         try:
-            started = time.perf_counter()
-            outcome = await execute(self._contracts[job["job_type"]], job, attempt, self._policy)
-            if self._metrics is not None:
-                self._metrics.handler_seconds.labels(job["job_type"]).observe(
-                    time.perf_counter() - started
-                )
-            await self._outcomes.add(outcome)
+            outcome = await self._attempts.run(running)
+            if outcome is not None:
+                await self._outcomes.add(outcome)
         finally:
-            running = self._running.get(attempt.id)
-            if running is not None and running.attempt == attempt:
-                del self._running[attempt.id]
-                self._ahead.finished(attempt.id)
+            if self._running.remove(running.attempt):
+                self._ahead.finished(running.attempt.id)
             self._fill_slots()
             self._slot_freed.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _release_stale(self) -> None:
         """Hand back the jobs claimed ahead that waited too long for a slot (the running
         jobs turned out long): another worker may be idle."""
         stale = self._ahead.take_stale()
         if stale:
-            task = asyncio.create_task(self._give_back(stale))
-            self._releases.add(task)
-            task.add_done_callback(self._releases.discard)
+            self._spawn(self._give_back_stale(stale))
 
-    async def _give_back(self, stale: list[Waiting]) -> None:
+    async def _give_back_stale(self, stale: list[Waiting]) -> None:
         """Release stale claimed-ahead jobs; if Postgres will not take them now, they wait
         here again (leased, renewed) and start when a slot frees, or go at the next try:
         never left leased and idle, never run out of order with a counted attempt."""
-        if not await self._leases.give_back([w.attempt for w in stale]):
+        if not await self._give_back([w.attempt for w in stale]):
             now = self._ahead.clock()
             for w in stale:
-                if self._leases.holds(w.attempt):
+                if self._keeper.holds(w.attempt):
                     # waiting anew: the next try to give it back is a wait period away
                     self._ahead.push(dataclasses.replace(w, since=now))
             self._fill_slots()
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.heartbeat()
-            except Exception:  # a heartbeat that stopped would let every lease expire
-                log.exception(
-                    "heartbeat failed unexpectedly",
-                    extra={"action": "extend_leases", "worker_id": self.worker_id},
-                )
+    async def _give_back(self, attempts: list[Attempt]) -> bool:
+        """Release jobs to the queue, attempt not counted; False when Postgres refused."""
+        if not attempts:
+            return True
+        released = await release_jobs(self._store, self._index, attempts, self.worker_id)
+        if released:
+            self._keeper.forget(attempts)
+        return released
 
-    async def heartbeat(self) -> None:
-        """Extend every lease this worker holds in one statement. A job whose lease is gone
-        (cancelled, or rescued after it expired) has its handler cancelled."""
-        for attempt in await self._leases.renew():
+    def _lost(self, attempts: list[Attempt]) -> None:
+        """From the lease keeper: these leases are gone (cancelled, or rescued after an
+        outage). Their handlers are cancelled; whatever they return is discarded."""
+        for attempt in attempts:
             self._ahead.discard(attempt.id)
-            running = self._running.get(attempt.id)
-            if running is None or running.attempt != attempt:
-                continue
-            running.task.cancel()
-            if self._metrics is not None:
-                self._metrics.leases_lost.labels(running.job_type).inc()
-            log.warning(
-                "lease lost: handler cancelled",
-                extra={
-                    "action": "lease_lost",
-                    "job_id": str(attempt.id),
-                    "attempt": attempt.attempt,
-                    "worker_id": self.worker_id,
-                },
-            )
+            running = self._running.get(attempt)
+            if running is not None:
+                self._attempts.lost(running)
 
     async def _finish_running(self, grace: float) -> None:
-        """Give back the jobs claimed ahead, let running jobs finish for ``grace`` seconds,
-        then cancel the rest and give them back too, without counting the attempt. Jobs
-        Postgres would not take back keep their leases until this process exits; the
-        reconciler rescues them when those expire."""
-        if self._releases:
-            await asyncio.wait(self._releases, timeout=FINAL_FLUSH_SECONDS)
-        unstarted = self._ahead.take_all()
-        if unstarted:
-            await self._leases.give_back([w.attempt for w in unstarted])
+        """Give back the jobs claimed ahead; let running jobs finish for ``grace`` seconds;
+        then cancel the rest. A handler that stops in time is given back, attempt not
+        counted; one that finished after all has its outcome written (never given back);
+        one that does not stop keeps its lease until this process is gone, then runs again
+        once the lease expires."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=RELEASE_SECONDS)
+        await self._give_back([w.attempt for w in self._ahead.take_all()])
         if not self._running:
             return
-        await asyncio.wait([r.task for r in self._running.values()], timeout=grace)
-        unfinished = [r for r in self._running.values() if not r.task.done()]
-        if not unfinished:
-            return
-        for r in unfinished:
-            r.task.cancel()
-        await asyncio.gather(*(r.task for r in unfinished), return_exceptions=True)
-        await self._leases.give_back([r.attempt for r in unfinished])
+        await asyncio.wait([r.task for r in self._running if r.task], timeout=grace)
+        unfinished = [r for r in self._running if r.task is not None and not r.task.done()]
+        await self._give_back(await self._attempts.cancel(unfinished, CANCEL_SETTLE_SECONDS))
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-

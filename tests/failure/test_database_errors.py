@@ -37,6 +37,7 @@ from queue_core import BackendUnavailable, JobRunnerService, Queue
 from queue_core.store.pg_store import PgStore, translate_errors
 from tests.support.aio import mark_index_complete, running, wait_until
 from tests.support.fleet import short_lease
+from tests.support.workers import lease_store_for
 
 JOB_TYPE = "driver_error"
 DRIVER_ERRORS: dict[str, Callable[[], Exception]] = {
@@ -51,7 +52,7 @@ class FailingOnceStore:
     """The worker's store, except that the first call of ``method`` fails with ``error``,
     raised through PgStore's own translation (so exactly what PgStore would raise)."""
 
-    def __init__(self, store: PgStore, method: str, error: Exception) -> None:
+    def __init__(self, store: PgStore, method: str, error: Exception | None) -> None:
         self._store = store
         self._method = method
         self._error: Exception | None = error
@@ -75,10 +76,18 @@ class FailingOnceStore:
 
 def _runner(
     queue: Queue,
-    store: FailingOnceStore,
+    store: Any,
     handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    lease_store: Any = None,
 ) -> JobRunnerService:
-    runner = JobRunnerService(store, queue.index, short_lease(queue.settings), concurrency=5)
+    settings = short_lease(queue.settings)
+    runner = JobRunnerService(
+        store,
+        queue.index,
+        settings,
+        lease_store=lease_store or lease_store_for(settings),
+        concurrency=5,
+    )
     runner.register_handler(JOB_TYPE, handler)
     return runner
 
@@ -121,13 +130,24 @@ async def test_heartbeats_go_on_after_a_driver_error_aborts_one(queue: Queue, er
         await finish.wait()
         return {"done": True}
 
-    store = FailingOnceStore(queue.store, "extend_leases", DRIVER_ERRORS[error]())
-    runner = _runner(queue, store, long_running)
+    failing: list[FailingOnceStore] = []
+
+    def wrap(lease_store: PgStore) -> FailingOnceStore:
+        # The keeper opens its store again after an error: only the first one fails.
+        store = FailingOnceStore(lease_store, "extend_leases", DRIVER_ERRORS[error]())
+        if failing:
+            store = FailingOnceStore(lease_store, "extend_leases", None)
+        failing.append(store)
+        return store
+
+    settings = short_lease(queue.settings)
+    runner = _runner(queue, queue.store, long_running, lease_store_for(settings, wrap))
     async with running(runner):
         await asyncio.wait_for(started.wait(), 10)
 
         async def beating_again() -> bool:
-            return store.calls >= 3  # one aborted heartbeat, then the next ones (every 2/3 s)
+            # one aborted renewal, then the next ones (every 2/3 s)
+            return sum(s.calls for s in failing) >= 3
 
         try:
             # Without heartbeats the lease (2 s) expires and the job runs a second time.

@@ -2,15 +2,16 @@
 (its heartbeats stopped reaching Postgres). Whatever it does later, the newer attempt's
 result stands: its outcome is rejected by the fence, or its next heartbeat cancels it.
 
-Deterministic: the zombie's heartbeats go through a store whose ``extend_leases`` hangs
-until the test lets it through, the lease is expired by an UPDATE rather than by waiting,
-and the rescue is one ``Reconciler.run_once()``.
+Deterministic: the zombie's lease keeper renews through a store whose ``extend_leases``
+hangs until the test lets it through, the lease is expired by an UPDATE rather than by
+waiting, and the rescue is one ``Reconciler.run_once()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from typing import Any
 
@@ -22,23 +23,32 @@ from queue_core.maintenance.reconciler import Reconciler
 from queue_core.store.pg_store import PgStore
 from tests.support.aio import mark_index_complete, running, wait_for_status, wait_until
 from tests.support.fleet import short_lease
+from tests.support.workers import lease_store_for
 
 JOB_TYPE = "zombie_check"
 
 
 class StalledHeartbeats:
-    """The worker's store, except that heartbeats (``extend_leases``) hang until ``resume``
-    is set: a stalled connection or a partition that lets the handler run on unnoticed."""
+    """The lease keeper's store, except that renewals (``extend_leases``) hang until
+    ``resume`` is set: a stalled connection or a partition that lets the handler run on
+    unnoticed. The keeper runs in a thread of its own: ``resume`` is a threading.Event."""
 
-    def __init__(self, store: PgStore) -> None:
+    def __init__(self) -> None:
+        self.resume = threading.Event()
+        self._store: PgStore | None = None
+
+    def wrap(self, store: PgStore) -> StalledHeartbeats:
         self._store = store
-        self.resume = asyncio.Event()
+        return self
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     async def extend_leases(self, *args: Any, **kwargs: Any) -> set[uuid.UUID]:
-        await self.resume.wait()
+        # A threading.Event (the keeper has its own loop): polled, not awaited.
+        while not self.resume.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        assert self._store is not None
         return await self._store.extend_leases(*args, **kwargs)
 
 
@@ -61,10 +71,12 @@ async def _second_worker_completes(queue: Queue, job_id: str) -> dict[str, Any]:
     async def second_attempt(job: dict[str, Any]) -> dict[str, Any]:
         return {"by": "second"}
 
+    settings = short_lease(queue.settings)
     second = JobRunnerService(
         queue.store,
         queue.index,
-        short_lease(queue.settings),
+        settings,
+        lease_store=lease_store_for(settings),
         concurrency=1,
         worker_id="second-worker",
     )
@@ -94,10 +106,13 @@ async def test_zombie_worker_whose_lease_expired_cannot_overwrite_newer_attempt(
         await zombie_may_return.wait()
         return {"by": "zombie"}
 
+    settings = short_lease(queue.settings)
+    heartbeats = StalledHeartbeats()
     zombie = JobRunnerService(
-        StalledHeartbeats(queue.store),
+        queue.store,
         queue.index,
-        short_lease(queue.settings),
+        settings,
+        lease_store=lease_store_for(settings, heartbeats.wrap),
         concurrency=1,
         worker_id="zombie-worker",
     )
@@ -113,6 +128,7 @@ async def test_zombie_worker_whose_lease_expired_cannot_overwrite_newer_attempt(
             return zombie.running_count == 0  # its outcome is in the buffer
 
         await wait_until(zombie_returned, timeout=10)
+        heartbeats.resume.set()  # let the keeper's last renewal through: a quick stop
     # The zombie has stopped: run() flushed its outcome buffer before returning.
 
     final = await queue.job_service.get(job_id)
@@ -126,7 +142,7 @@ async def test_zombie_worker_whose_lease_expired_cannot_overwrite_newer_attempt(
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-async def test_zombie_handler_is_cancelled_by_its_next_heartbeat_after_the_rescue(
+async def test_zombie_handler_is_cancelled_by_its_next_renewal_after_the_rescue(
     queue: Queue, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="queue_core")
@@ -143,11 +159,13 @@ async def test_zombie_handler_is_cancelled_by_its_next_heartbeat_after_the_rescu
             raise
         return {"by": "zombie"}
 
-    heartbeats = StalledHeartbeats(queue.store)
+    settings = short_lease(queue.settings)
+    heartbeats = StalledHeartbeats()
     zombie = JobRunnerService(
-        heartbeats,
+        queue.store,
         queue.index,
-        short_lease(queue.settings),
+        settings,
+        lease_store=lease_store_for(settings, heartbeats.wrap),
         concurrency=1,
         worker_id="zombie-worker",
     )
@@ -158,9 +176,8 @@ async def test_zombie_handler_is_cancelled_by_its_next_heartbeat_after_the_rescu
         # No new claims: the rescued job is left for the second worker. (The shutdown grace,
         # 2 s, would cancel the handler too, but later, and without the lease_lost log.)
         zombie.stop()
-        heartbeats.resume.set()  # heartbeats reach Postgres again
-        await zombie.heartbeat()
-        await asyncio.wait_for(zombie_cancelled.wait(), 1)
+        heartbeats.resume.set()  # renewals reach Postgres again: the next finds it lost
+        await asyncio.wait_for(zombie_cancelled.wait(), 2)
         await asyncio.wait_for(zombie_task, 10)
     await _second_worker_completes(queue, job_id)
 

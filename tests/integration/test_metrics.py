@@ -15,7 +15,6 @@ from queue_core import PermanentJobError, Queue
 from queue_core.enqueue.service import JobService
 from queue_core.index import IndexRepair
 from queue_core.telemetry.metrics import Metrics
-from queue_core.worker.runner import JobRunnerService
 from tests.support.aio import running, wait_for_status
 from tests.support.workers import REPO, worker_env
 
@@ -37,7 +36,7 @@ async def test_worker_and_service_count_each_outcome_by_job_type(queue: Queue) -
         return {}
 
     jobs = [await service.create("m", {"kind": k}) for k in ("ok", "ok", "flaky", "permanent")]
-    runner = JobRunnerService(queue.store, queue.index, queue.settings, metrics=metrics)
+    runner = queue.runner(metrics=metrics)
     runner.register_handler("m", handler)
     async with running(runner):
         for job in jobs:

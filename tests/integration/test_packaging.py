@@ -65,12 +65,21 @@ def test_an_application_with_its_own_api_and_handlers_imports_both(
 ) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
-    )  # fmt: skip
+    )
     app = tmp_path / "app"
     for package in ("api", "handlers"):
         (app / package).mkdir(parents=True)

@@ -13,12 +13,7 @@ from tests.support.aio import mark_index_complete, running, wait_until
 
 
 def worker(queue: Queue, concurrency: int, **settings: Any) -> JobRunnerService:
-    return JobRunnerService(
-        queue.store,
-        queue.index,
-        queue.settings.model_copy(update=settings),
-        concurrency=concurrency,
-    )
+    return queue.runner(queue.settings.model_copy(update=settings), concurrency=concurrency)
 
 
 async def statuses(queue: Queue) -> dict[str, tuple[str, int]]:
@@ -132,9 +127,9 @@ async def test_stale_jobs_postgres_will_not_take_back_wait_and_run_here(
 ) -> None:
     """When the release of stale claimed-ahead jobs fails, they are neither dropped (their
     leases renewed with nobody to run them) nor lost: they wait here again and run."""
-    from queue_core.worker import leases as leases_module
+    from queue_core.worker import release
 
-    monkeypatch.setattr(leases_module, "RELEASE_TRIES", 1)
+    monkeypatch.setattr(release, "RELEASE_TRIES", 1)
     jobs = [await queue.job_service.create("slow", {"n": n}) for n in range(3)]
     await mark_index_complete(queue, "slow")
     release_first = asyncio.Event()

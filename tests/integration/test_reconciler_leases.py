@@ -43,7 +43,8 @@ async def test_reconciler_rescues_expired_lease_back_to_queued_with_backoff(
     assert rescued["lease_owner"] is None and rescued["lease_expires_at"] is None
     assert rescued["finished_at"] is None
     assert "lease expired" in rescued["last_error"]
-    assert "dead-worker" in rescued["last_error"]
+    assert "dead-worker" not in rescued["last_error"]  # the owner sees no host or pid
+    assert "dead-worker" in rescued["error_detail"]  # the admin does
     # first retry: base * [0.5, 1), truncated to the millisecond
     base = timedelta(seconds=queue.settings.retry_base_seconds)
     assert before + base / 2 - timedelta(milliseconds=1) <= rescued["scheduled_for"]
@@ -100,7 +101,7 @@ async def test_reconciler_fails_expired_lease_when_no_retry_left(queue: Queue) -
     assert failed["finished_at"] is not None
     assert failed["lease_owner"] is None and failed["lease_expires_at"] is None
     assert failed["scheduled_for"] == started  # a failed job is not rescheduled
-    assert "lease expired" in failed["last_error"] and "dead-worker" in failed["last_error"]
+    assert "lease expired" in failed["last_error"] and "dead-worker" in failed["error_detail"]
     await assert_not_indexed(queue, failed)
     assert (await queue.job_service.get(one_retry["id"]))["status"] == "queued"
 

@@ -287,7 +287,7 @@ async def test_cancel_of_a_running_job_stops_its_handler_at_the_next_heartbeat(
     async with running(runner):
         await asyncio.wait_for(started.wait(), 5)
         await queue.job_service.cancel(job["id"])
-        await runner.heartbeat()
+        # the lease keeper renews every lease_seconds / 3 (5 s here): it finds the lease gone
         await wait_until(lambda: _true(bool(stopped)), timeout=5)
     assert (await queue.job_service.get(job["id"]))["status"] == "cancelled"
 
@@ -309,9 +309,8 @@ async def test_shutdown_releases_unfinished_jobs_without_counting_the_attempt(
     job = await queue.job_service.create("stuck", {})
     await mark_index_complete(queue, "stuck")
     settings = queue.settings.model_copy(update={"shutdown_grace_seconds": 0.2})
-    from queue_core import JobRunnerService
 
-    runner = JobRunnerService(queue.store, queue.index, settings)
+    runner = queue.runner(settings)
     runner.register_handler("stuck", stuck)
     async with running(runner):
         await asyncio.wait_for(started.wait(), 5)
@@ -336,10 +335,12 @@ async def test_handler_timeout_fails_the_attempt_and_retries(queue: Queue) -> No
     assert "TimeoutError" in final["last_error"]
 
 
-def test_register_handler_rejects_sync_functions_and_bad_names(queue: Queue) -> None:
+def test_register_handler_rejects_what_cannot_run_and_bad_names(queue: Queue) -> None:
     runner = queue.runner()
     with pytest.raises(TypeError):
-        runner.register_handler("t", lambda job: {})  # type: ignore[arg-type,return-value]
+        runner.register_handler("t", "not a function")  # type: ignore[arg-type]
+    runner.register_handler("plain", lambda job: {})  # a plain function runs in a thread
+    assert runner.get("plain") is not None and not runner.get("plain").is_async  # type: ignore[union-attr]
     from queue_core import InvalidJob
 
     async def ok(job: dict[str, Any]) -> dict[str, Any]:
@@ -386,4 +387,4 @@ async def test_output_breaking_the_declared_model_fails_the_attempt(queue: Queue
     runner.register_handler("typed_out", wrong, output_model=_Out)
     async with running(runner):
         final = await wait_for_status(queue.job_service, job["id"], {"failed"})
-    assert "output breaks its contract: doubled: Field required" in final["last_error"]
+    assert "InvalidOutput: breaks its contract: doubled: Field required" in final["last_error"]

@@ -36,14 +36,13 @@ async def test_failure_tests_leave_the_configured_servers_as_they_found_them(
 
         env = {**os.environ, "TEST_DATABASE_URL": database_url, "TEST_REDIS_URL": redis_url}
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s",
-             "tests/failure"],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", "tests/failure"],
             cwd=REPO,
             env=env,
             capture_output=True,
             text=True,
             timeout=1700,
-        )  # fmt: skip
+        )
         print(run.stdout[-6000:])  # the chaos reports; shown with -s or on failure
         assert run.returncode == 0, f"the failure tests failed:\n{run.stdout[-4000:]}"
 

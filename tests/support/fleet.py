@@ -93,13 +93,22 @@ async def reconciler_running(queue: Queue, settings: Settings) -> AsyncIterator[
 
 
 class WorkerFleet:
-    """``hybridq worker`` subprocesses running tests.support.recording, one log file each.
+    """``hybridq worker`` subprocesses running a handlers module (tests.support.recording by
+    default), one log file each.
     Use as ``async with``: every worker still alive at the end gets SIGTERM (then SIGKILL)."""
 
     def __init__(
-        self, settings: Settings, record: Path, log_dir: Path, *, concurrency: int, **extra_env: str
+        self,
+        settings: Settings,
+        record: Path,
+        log_dir: Path,
+        *,
+        concurrency: int,
+        handlers: str = "tests.support.recording",
+        **extra_env: str,
     ) -> None:
         extra_env.setdefault("HYBRIDQ_SHUTDOWN_GRACE_SECONDS", "2")
+        self.handlers = handlers
         self.env = worker_env(settings, record, **extra_env)
         self.concurrency = concurrency
         self.log_dir = log_dir
@@ -114,7 +123,7 @@ class WorkerFleet:
         started = []
         for _ in range(count):
             log = self.log_dir / f"worker-{len(self.procs)}.log"
-            proc = start_worker(self.env, concurrency or self.concurrency, log)
+            proc = start_worker(self.env, concurrency or self.concurrency, log, self.handlers)
             self.procs.append(proc)
             self.logs[proc.pid] = log
             started.append(proc)

@@ -80,6 +80,16 @@ class JobsMonitor:
             await asyncio.sleep(0.05)
         return False
 
+    async def wait_for_running(self, job_id: str, timeout: float) -> None:
+        """Until the job is running (its handler has started, give or take a claim)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = await self.fetch("SELECT status FROM jobs WHERE id = $1::uuid", job_id)
+            if rows and rows[0]["status"] == "running":
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"job {job_id} not running within {timeout}s")
+
     async def wait_settled(self, timeout: float, stall_seconds: float = STALL_SECONDS) -> bool:
         """Until no job is queued or running. False on timeout, or as soon as the counts
         have not moved for ``stall_seconds`` (stuck: no point waiting for the timeout); the

@@ -73,9 +73,15 @@ class PrivatePostgres:
             os.chown(root, pw.pw_uid, pw.pw_gid)
             os.chown(self.data, pw.pw_uid, pw.pw_gid)
         result = self._as_owner(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync",
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
             "--encoding=UTF8",
-        )  # fmt: skip
+        )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stderr or result.stdout}")
 
@@ -97,8 +103,10 @@ class PrivatePostgres:
         return port_open("127.0.0.1", self.port, timeout=0.2) and self._accepts()
 
     def _accepts(self) -> bool:
-        result = _run([str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
-                       str(self.port)], timeout=10)  # fmt: skip
+        result = _run(
+            [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            timeout=10,
+        )
         return result.returncode == 0
 
     def start(self) -> None:
@@ -142,19 +150,34 @@ class PrivateRedis:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def ready(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and port_open(
-            "127.0.0.1", self.port, timeout=0.2
+        return (
+            self._proc is not None
+            and self._proc.poll() is None
+            and port_open("127.0.0.1", self.port, timeout=0.2)
         )
 
     def start(self) -> None:
         if self.ready():
             return
         self._proc = subprocess.Popen(
-            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "log")],
+            [
+                self.binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         _wait(self.ready, "redis ready")
 
     def stop(self) -> None:

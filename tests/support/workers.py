@@ -6,15 +6,30 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from queue_core import Settings
+from queue_core.store import PgStore, open_lease_store
 
 from .recording import RECORD_ENV
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def lease_store_for(
+    settings: Settings, wrap: Callable[[PgStore], Any] | None = None
+) -> Callable[[], Awaitable[Any]]:
+    """A JobRunnerService's ``lease_store`` on ``settings``' database; ``wrap`` puts a test
+    double around the store the lease keeper opens in its own thread."""
+
+    async def open_store() -> Any:
+        store = await open_lease_store(settings.database_url, settings.db_schema)
+        return wrap(store) if wrap is not None else store
+
+    return open_store
 
 
 def worker_env(settings: Settings, record_file: Path, **extra: str) -> dict[str, str]:
@@ -34,7 +49,12 @@ def worker_env(settings: Settings, record_file: Path, **extra: str) -> dict[str,
     return env
 
 
-def start_worker(env: dict[str, str], concurrency: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str],
+    concurrency: int,
+    log_path: Path,
+    handlers: str = "tests.support.recording",
+) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [
@@ -43,7 +63,7 @@ def start_worker(env: dict[str, str], concurrency: int, log_path: Path) -> subpr
                 "queue_core",
                 "worker",
                 "--handlers",
-                "tests.support.recording",
+                handlers,
                 "--concurrency",
                 str(concurrency),
             ],

@@ -238,13 +238,14 @@ async def test_default_services_give_deterministic_json_output(
     contract.validate_input(input)  # and the example input passes the input contract
 
 
-async def test_register_is_accepted_by_the_real_runner() -> None:
-    # The runner checks that each handler is async; functools.partial must pass that check.
-    runner = JobRunnerService(store=None, index=None)  # type: ignore[arg-type]
+async def test_register_is_accepted_by_the_real_runner_as_async_handlers() -> None:
+    # functools.partial of an async function must still count as async (not run in a thread).
+    runner = JobRunnerService(store=None, index=None, lease_store=None)  # type: ignore[arg-type]
 
     register(runner)
 
     assert runner.job_types == sorted(JOB_TYPES)
+    assert all(contract.is_async for contract in runner)
 
 
 def test_register_declares_the_morning_briefing_as_a_periodic_job() -> None:

@@ -23,7 +23,7 @@ def public_methods(cls: type) -> set[str]:
 @pytest.mark.parametrize(
     ("protocol", "implementation", "not_in_port"),
     [
-        (ports.JobStore, PgStore, set()),
+        (ports.JobStore, PgStore, {"aclose"}),  # its lifecycle is connect()'s
         (ports.ReadyIndex, RedisIndex, {"keys_for"}),  # key names: for the repairs only
         (ports.IndexMaintenance, IndexRepair, set()),
     ],

@@ -1,0 +1,150 @@
+"""Hostile and careless handlers, for tests/failure/test_hostile_handlers.py, run by worker
+subprocesses (``hybridq worker --handlers tests.support.hostile``) beside canary jobs.
+
+``hostile`` (async, timeout 1 s) and ``hostile_sync`` (a plain function, timeout 1 s) do what
+their input's ``kind`` names; ``canary`` sleeps ``sleep`` seconds and succeeds; ``stubborn``
+(no timeout) ignores cancellation or blocks the loop on its first attempt. Every
+execution of every job appends ``job_id attempt pid start end`` to the file named by
+HYBRIDQ_TEST_RECORD (start and end as time.time(); end is written when the handler ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from queue_core import JobRunnerService
+from tests.support.recording import RECORD_ENV, append_line
+
+TIMEOUT_SECONDS = 1.0
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no printing this one")
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+async def _swallow_cancellation(seconds: float) -> dict[str, Any]:
+    """Ignores every cancellation until ``seconds`` have passed, then returns a result."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.sleep(deadline - time.monotonic())
+        except asyncio.CancelledError:
+            continue
+    return {"finished": "after all"}
+
+
+def _raise(exc: BaseException) -> Any:
+    raise exc
+
+
+ASYNC_KINDS: dict[str, Callable[[], Any]] = {
+    "nul_output": lambda: {"s": "a\x00b"},
+    "surrogate_output": lambda: {"s": "\ud800"},
+    "nul_in_error": lambda: _raise(RuntimeError("bad \x00 byte")),
+    "surrogate_in_error": lambda: _raise(RuntimeError("bad \ud800 char")),
+    "unprintable_error": lambda: _raise(Unprintable()),
+    "raises_cancelled_error": lambda: _raise(asyncio.CancelledError()),
+    "raises_base_exception": lambda: _raise(BaseException("base")),
+    "sys_exit_3": lambda: sys.exit(3),
+    "sys_exit_0": lambda: sys.exit(0),
+    "keyboard_interrupt": lambda: _raise(KeyboardInterrupt()),
+    "blocks_the_loop": lambda: time.sleep(4),  # past its 1 s timeout, and past the 2 s lease
+    "huge_output": lambda: {"s": "x" * 2_000_000},
+    "deep_output": lambda: _nested(300),
+    "returns_a_list": lambda: [1, 2],
+    "returns_nan": lambda: {"f": float("nan")},
+}
+"""Each kind, and what the attempt's last_error must then say."""
+EXPECTED_ERRORS = {
+    "nul_output": "InvalidOutput: output contains a NUL character",
+    "surrogate_output": "InvalidOutput: output contains a lone UTF-16 surrogate",
+    "nul_in_error": "RuntimeError: bad \\x00 byte",
+    "surrogate_in_error": "RuntimeError: bad \\ud800 char",
+    "unprintable_error": "Unprintable: <the exception could not be printed>",
+    "raises_cancelled_error": "CancelledError",
+    "raises_base_exception": "BaseException: base",
+    "sys_exit_3": "SystemExit: 3",
+    "sys_exit_0": "SystemExit: 0",
+    "keyboard_interrupt": "KeyboardInterrupt",
+    "blocks_the_loop": "TimeoutError: handler ran longer than 1.0s",
+    "swallows_cancellation": "TimeoutError: handler ran longer than 1.0s",
+    "huge_output": "over HYBRIDQ_MAX_OUTPUT_BYTES",
+    "deep_output": "output is nested deeper than 64 levels",
+    "returns_a_list": "handler must return a dict or None, got list",
+    "returns_nan": "output is not JSON-serialisable",
+    "sync_sleeps_past_timeout": "TimeoutError: handler ran longer than 1.0s",
+    "sync_sys_exit": "SystemExit: 4",
+    "sync_keyboard_interrupt": "KeyboardInterrupt",
+}
+SYNC_KINDS: dict[str, Callable[[], Any]] = {
+    "sync_sleeps_past_timeout": lambda: time.sleep(3),
+    "sync_sys_exit": lambda: sys.exit(4),
+    "sync_keyboard_interrupt": lambda: _raise(KeyboardInterrupt()),
+}
+
+
+def _record(job: dict[str, Any], started: float) -> None:
+    line = f"{job['id']} {job['attempts']} {os.getpid()} {started} {time.time()}"
+    append_line(os.environ[RECORD_ENV], line)
+
+
+async def handle_hostile(job: dict[str, Any]) -> Any:
+    started = time.time()
+    try:
+        kind = job["input"]["kind"]
+        if kind == "swallows_cancellation":
+            return await _swallow_cancellation(4)
+        return ASYNC_KINDS[kind]()
+    finally:
+        _record(job, started)
+
+
+def handle_hostile_sync(job: dict[str, Any]) -> Any:
+    started = time.time()
+    try:
+        return SYNC_KINDS[job["input"]["kind"]]()
+    finally:
+        _record(job, started)
+
+
+async def handle_canary(job: dict[str, Any]) -> dict[str, Any]:
+    started = time.time()
+    try:
+        await asyncio.sleep(job["input"].get("sleep", 0))
+        return {"n": job["input"]["n"]}
+    finally:
+        _record(job, started)
+
+
+async def handle_stubborn(job: dict[str, Any]) -> dict[str, Any]:
+    """No timeout. On its first attempt: swallows cancellation (``swallow`` seconds) or
+    blocks the loop (``block`` seconds); on later attempts it succeeds at once."""
+    started = time.time()
+    try:
+        if job["attempts"] == 1 and job["input"].get("block"):
+            time.sleep(job["input"]["block"])
+        elif job["attempts"] == 1 and job["input"].get("swallow"):
+            await _swallow_cancellation(job["input"]["swallow"])
+        return {"attempt": job["attempts"]}
+    finally:
+        _record(job, started)
+
+
+def register(runner: JobRunnerService) -> None:
+    runner.register_handler("hostile", handle_hostile, timeout=TIMEOUT_SECONDS)
+    runner.register_handler("hostile_sync", handle_hostile_sync, timeout=TIMEOUT_SECONDS)
+    runner.register_handler("canary", handle_canary)
+    runner.register_handler("stubborn", handle_stubborn)

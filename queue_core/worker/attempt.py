@@ -52,7 +52,40 @@ class Attempts:
         self._metrics = metrics
 
     async def run(self, running: RunningJob) -> Outcome | None:
-        """Run one attempt to its Outcome (None: nothing to write here)."""
+        """Run one attempt to its Outcome (None: nothing to write here), and log how it
+        ended: one INFO line when it succeeded, a WARNING with the error when it failed."""
+        started = time.perf_counter()
+        outcome = await self._run(running)
+        if outcome is not None:
+            self._log(outcome, time.perf_counter() - started)
+        return outcome
+
+    def _log(self, outcome: Outcome, seconds: float) -> None:
+        succeeded = outcome.kind is OutcomeKind.SUCCEEDED
+        level = logging.INFO if succeeded else logging.WARNING
+        if not log.isEnabledFor(level):
+            return  # a busy worker at WARNING: build nothing for a line nobody reads
+        fields: dict[str, object] = {
+            "action": "attempt",
+            "job_id": str(outcome.attempt.id),
+            "job_type": outcome.job_type,
+            "attempt": outcome.attempt.attempt,
+            "outcome": outcome.kind.value,
+            "duration_ms": round(seconds * 1000, 1),
+            "worker_id": self.worker_id,
+        }
+        if succeeded:
+            log.info("attempt succeeded", extra=fields)
+        else:
+            fields["error"] = outcome.error
+            message = (
+                "attempt failed; retrying"
+                if outcome.kind is OutcomeKind.RETRY
+                else ("attempt failed; job failed")
+            )
+            log.warning(message, extra=fields)
+
+    async def _run(self, running: RunningJob) -> Outcome | None:
         contract, job, attempt = running.contract, running.job, running.attempt
         rejected = self._decide.rejected_input(contract, job, attempt)
         if rejected is not None:
@@ -167,4 +200,3 @@ class Attempts:
             timed_out = self._decide.timed_out(r.contract, r.job, r.attempt)
             return AfterCancel.KEEP_LEASE if timed_out.kind is OutcomeKind.FAILED else timed_out
         return self._decide.ended(r.contract, r.job, r.attempt, ended)
-

@@ -1,14 +1,15 @@
-"""HandlerCall: one attempt's handler, running where it cannot hurt the worker.
+"""Calling a handler so that it cannot hurt the worker.
 
-An async handler runs in a task of its own, a plain function in a daemon thread of a
-bounded set (SyncHandlers). Either way every way it can end becomes a value in
-``HandlerCall.ended``: what it returned, or what it raised, ``BaseException``s included
-(``SystemExit``, ``KeyboardInterrupt``, a ``CancelledError`` it raised itself), so nothing a
-handler does stops the event loop or the worker. ``Stopped`` means it obeyed ``cancel()``.
+An async handler runs inside its attempt's task; a plain function in a daemon thread of a
+bounded set (SyncHandlers). Either way every way it can end becomes a value: what it
+returned, or what it raised, ``BaseException``s included (``SystemExit``,
+``KeyboardInterrupt``, a ``CancelledError`` it raised itself), so nothing a handler does
+stops the event loop or the worker. Only the worker's own cancellation propagates.
 
-The worker waits for ``ended`` with the attempt's timeout and does not wait longer: a handler
-that swallows cancellation, or a thread that cannot be cancelled, goes on running, but its
-attempt is decided at the timeout (runner.py decides what becomes of its late result).
+Past its timeout an async handler is cancelled; if it swallows that and returns late, its
+result is discarded (``TimedOut``), and the lease keeper has already recorded the timeout.
+A thread cannot be cancelled: the caller gets ``TimedOut`` at the timeout, with the thread's
+future to wait on (runner.py decides what the late end means).
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from queue_core.contracts import JobContract
 from queue_core.models import Attempt, Job
 
 
@@ -34,12 +34,43 @@ class Raised:
     error: BaseException
 
 
+Ended = Returned | Raised
+
+
 @dataclass(frozen=True)
-class Stopped:
-    """The handler stopped because the worker cancelled it."""
+class TimedOut:
+    """The handler ran past its timeout. ``thread``: a plain function's end, still to come."""
+
+    thread: asyncio.Future[Ended] | None = field(default=None)
 
 
-Ended = Returned | Raised | Stopped
+async def call_async(
+    handler: Callable[[Job], Awaitable[Any]], job: Job, attempt: Attempt, timeout: float | None
+) -> Ended | TimedOut:
+    """Run an async handler in the current task, for at most ``timeout`` seconds."""
+    if timeout is None:
+        return await _guarded(handler, job, attempt)
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            ended = await _guarded(handler, job, attempt)
+    except TimeoutError:
+        return TimedOut()
+    return TimedOut() if deadline.expired() else ended  # it swallowed the cancellation
+
+
+async def _guarded(handler: Callable[[Job], Awaitable[Any]], job: Job, attempt: Attempt) -> Ended:
+    # Found on the stack by the lease keeper when this handler blocks the loop.
+    __hybridq_attempt__ = attempt  # noqa: F841
+    try:
+        value = await handler(job)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the worker cancelled it (its timeout, a lost lease, shutdown)
+        return Raised(exc)  # the handler raised CancelledError of its own accord
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the attempt fails
+        return Raised(exc)
+    return Returned(value)
 
 
 class SyncHandlers:
@@ -50,12 +81,11 @@ class SyncHandlers:
     def __init__(self, limit: int) -> None:
         self._slots = asyncio.Semaphore(limit)
 
-    async def start(
-        self, handler: Callable[[Job], Any], job: Job, ended: asyncio.Future[Ended]
-    ) -> None:
-        """Start ``handler(job)`` in a thread once a slot is free; ``ended`` gets its end."""
+    async def start(self, handler: Callable[[Job], Any], job: Job) -> asyncio.Future[Ended]:
+        """Start ``handler(job)`` in a thread once a slot is free; the future of its end."""
         await self._slots.acquire()
         loop = asyncio.get_running_loop()
+        ended: asyncio.Future[Ended] = loop.create_future()
         context = contextvars.copy_context()  # the current job, as an async handler sees it
 
         def run() -> None:
@@ -68,58 +98,17 @@ class SyncHandlers:
 
         name = f"hybridq-handler-{job.get('job_type')}-{job.get('id')}"
         threading.Thread(target=run, name=name, daemon=True).start()
+        return ended
 
 
-class HandlerCall:
-    def __init__(
-        self, contract: JobContract, job: Job, attempt: Attempt, sync_handlers: SyncHandlers
-    ) -> None:
-        """Start the handler of ``contract`` on ``job`` now (a sync one once a thread slot
-        is free)."""
-        self.ended: asyncio.Future[Ended] = asyncio.get_running_loop().create_future()
-        if contract.is_async:
-            self._task: asyncio.Future[Any] = asyncio.ensure_future(
-                _guarded(contract.handler, job, attempt)
-            )
-            self._task.add_done_callback(self._task_done)
-        else:
-            self._task = asyncio.ensure_future(
-                sync_handlers.start(contract.handler, job, self.ended)
-            )
-            # cancelled while waiting for a thread slot: it never started, it stopped
-            self._task.add_done_callback(
-                lambda task: _settle(self.ended, Stopped()) if task.cancelled() else None
-            )
-
-    async def wait(self, timeout: float | None) -> Ended | None:
-        """How the handler ended, or None when ``timeout`` seconds passed first (it goes
-        on). Cancelling the caller does not cancel the handler: call cancel()."""
-        done, _ = await asyncio.wait({self.ended}, timeout=timeout)
-        return self.ended.result() if done else None
-
-    def cancel(self) -> None:
-        """Ask the handler to stop. An async handler gets a CancelledError at its next
-        await (it may swallow it); a thread cannot be stopped and runs to its end."""
-        if not self._task.done():
-            self._task.cancel()
-
-    def _task_done(self, task: asyncio.Future[Any]) -> None:
-        _settle(self.ended, Stopped() if task.cancelled() else task.result())
-
-
-async def _guarded(handler: Callable[[Job], Awaitable[Any]], job: Job, attempt: Attempt) -> Ended:
-    # Found on the stack by the lease keeper when this handler blocks the loop.
-    __hybridq_attempt__ = attempt  # noqa: F841
+async def wait_thread(thread: asyncio.Future[Ended], timeout: float | None) -> Ended | TimedOut:
+    """A handler thread's end, or TimedOut after ``timeout`` seconds (it runs on). Cancelling
+    the caller leaves the thread's future alone."""
     try:
-        value = await handler(job)
-    except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # the worker cancelled it
-        return Raised(exc)  # the handler raised CancelledError of its own accord
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the attempt fails
-        return Raised(exc)
-    return Returned(value)
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(thread)
+    except TimeoutError:
+        return TimedOut(thread)
 
 
 def _settle(future: asyncio.Future[Ended], result: Ended) -> None:

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
@@ -43,6 +43,9 @@ BEAT_SECONDS = 0.2
 """The worker's loop ticks this often; the keeper looks this often."""
 STALL_SECONDS = 1.0
 """A loop that has not ticked for this long is stalled: the keeper says by which job."""
+OVERDUE_SECONDS = 0.5
+"""An attempt this long past its timeout, undecided while the loop runs, ignores its
+cancellation: the keeper records the timeout (the loop would have, at the timeout)."""
 RECONNECT_MAX_SECONDS = 5.0
 
 
@@ -66,8 +69,10 @@ class State(enum.Enum):
     TIMED_OUT = "timed_out"  # decided by the keeper while the handler blocked the loop
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Held:
+    """One held attempt; changed only under the keeper's lock."""
+
     attempt: Attempt
     job_type: str
     final: bool  # no retry left: a failure now is the job's end
@@ -95,6 +100,7 @@ class LeaseKeeper:
         self._on_lost = on_lost
         self._pending_outcomes = pending_outcomes
         self._held: dict[uuid.UUID, Held] = {}
+        self._notes: list[Failure] = []  # errors to write, see note()
         self._lock = threading.Lock()
         self._beat = time.monotonic()
         self._stop_deadline: float | None = None  # monotonic: the worker must be gone by then
@@ -137,10 +143,9 @@ class LeaseKeeper:
         with self._lock:
             held = self._held.get(attempt.id)
             if held is not None and held.attempt == attempt:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                self._held[attempt.id] = replace(
-                    held, state=State.RUNNING, deadline=deadline, timeout=timeout
-                )
+                held.state = State.RUNNING
+                held.timeout = timeout
+                held.deadline = None if timeout is None else time.monotonic() + timeout
 
     def decide(self, attempt: Attempt) -> bool:
         """Claim the right to decide the attempt's outcome: False when the keeper already
@@ -151,8 +156,14 @@ class LeaseKeeper:
                 return True
             if held.state is State.TIMED_OUT:
                 return False
-            self._held[attempt.id] = replace(held, state=State.DECIDED)
+            held.state = State.DECIDED
             return True
+
+    def note(self, failure: Failure) -> None:
+        """Write this attempt's error now, its status unchanged (a thread past its timeout:
+        its retry waits until it returns). Written by the keeper's thread."""
+        with self._lock:
+            self._notes.append(failure)
 
     def timed_out_by_keeper(self, attempt: Attempt) -> Held | None:
         with self._lock:
@@ -226,6 +237,9 @@ class LeaseKeeper:
                         next_renewal = time.monotonic() + self.lease_seconds / 3
                         await self._renew(store)
                     stall = await self._watch_loop(store, stall)
+                    if stall is None:
+                        await self._time_out_overdue(store)
+                    await self._write_notes(store)
                     await self._enforce_stop(store)
                 except BackendUnavailable as exc:
                     log.warning(
@@ -285,20 +299,40 @@ class LeaseKeeper:
             await self._time_out_if_due(store, culprit)
         return stall
 
-    async def _time_out_if_due(self, store: KeeperStore, attempt: Attempt) -> None:
+    async def _time_out_overdue(self, store: KeeperStore) -> None:
+        """The loop runs, yet an attempt is OVERDUE_SECONDS past its timeout undecided: its
+        handler ignores cancellation. Record its timeout from here."""
+        cutoff = time.monotonic() - OVERDUE_SECONDS
+        with self._lock:
+            overdue = [
+                h.attempt
+                for h in self._held.values()
+                if h.state is State.RUNNING and h.deadline is not None and h.deadline < cutoff
+            ]
+        for attempt in overdue:
+            await self._time_out_if_due(store, attempt, "it ignored cancellation")
+
+    async def _write_notes(self, store: KeeperStore) -> None:
+        with self._lock:
+            notes, self._notes = self._notes, []
+        if notes:
+            await store.note_errors(notes)
+
+    async def _time_out_if_due(
+        self, store: KeeperStore, attempt: Attempt, why: str = "it blocked the loop"
+    ) -> None:
         with self._lock:
             held = self._held.get(attempt.id)
-            due = (
-                held is not None
-                and held.attempt == attempt
-                and held.state is State.RUNNING
-                and held.deadline is not None
-                and time.monotonic() >= held.deadline
-            )
-            if not due or held is None:
+            if (
+                held is None
+                or held.attempt != attempt
+                or held.state is not State.RUNNING
+                or held.deadline is None
+                or time.monotonic() < held.deadline
+            ):
                 return
-            self._held[attempt.id] = replace(held, state=State.TIMED_OUT)
-        error = f"TimeoutError: handler ran longer than {held.timeout}s (and blocked the loop)"
+            held.state = State.TIMED_OUT
+        error = f"TimeoutError: handler ran longer than {held.timeout}s ({why})"
         failure = Failure(attempt, error)
         if held.final:
             await store.fail_jobs([failure])

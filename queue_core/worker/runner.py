@@ -132,7 +132,6 @@ class JobRunnerService(ContractRegistry):
             self._keeper,
             self._outcomes,
             SyncHandlers(self.concurrency),
-            self._spawn,
             self.worker_id,
             metrics,
         )
@@ -349,9 +348,7 @@ class JobRunnerService(ContractRegistry):
 
     async def _run_job(self, running: RunningJob) -> None:
         try:
-            outcome = await self._attempts.run(running)
-            if outcome is not None:
-                await self._outcomes.add(outcome)
+            await self._attempts.run(running)
         finally:
             if self._running.remove(running.attempt):
                 self._ahead.finished(running.attempt.id)

@@ -1,4 +1,4 @@
-"""The jobs a worker is running now: each one's job, fence, contract, task and handler."""
+"""The jobs a worker is running now: each one's job, fence, contract, task and thread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from queue_core.contracts import JobContract
 from queue_core.models import Attempt, Job
 
-from .handler_call import HandlerCall
+from .handler_call import Ended
 
 
 @dataclass(eq=False)
@@ -19,7 +19,8 @@ class RunningJob:
     attempt: Attempt
     contract: JobContract
     task: asyncio.Task[None] | None = field(default=None)  # the attempt, in the runner
-    call: HandlerCall | None = field(default=None)  # its handler, once started
+    thread: asyncio.Future[Ended] | None = field(default=None)  # a plain function's end
+    decided: bool = False  # its outcome was handed to the OutcomeBuffer (or the keeper)
 
     @property
     def job_type(self) -> str:

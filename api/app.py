@@ -18,6 +18,7 @@ from .auth import TokenVerifier
 from .backend import ApiBackend
 from .dashboard import build_dashboard_router
 from .errors import install_error_handlers
+from .headers import SecurityHeaders
 from .limits import BodySizeLimit
 from .routes import build_router
 from .schemas import job_create_model
@@ -72,8 +73,12 @@ def create_app(
         "/readyz needs `Authorization: Bearer <token>`; errors are "
         '`{"error": {"code": ..., "message": ...}}`.',
         lifespan=lifespan,
+        # A redirect to the slash-less path would be built from the Host header, which the
+        # client controls: /jobs/ is a 404 instead.
+        redirect_slashes=False,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the size limit's 413 gets them too
     install_error_handlers(app, frozenset(c.job_type for c in contracts))
     app.include_router(
         build_router(job_create_model(contracts, settings.api_max_input_bytes), settings, verifier)

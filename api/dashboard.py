@@ -11,12 +11,14 @@ Errors are HTML pages, never a traceback or the API's JSON.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
@@ -40,6 +42,7 @@ from .dashboard_views import (
     pretty_json,
     type_rows,
 )
+from .routes import ADMIN_BUCKET
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ FAILURES_SHOWN = 100
 RECENT_FAILURES_SHOWN = 10
 JOB_TYPE_MAX = 100  # the jobs table's CHECK on job_type
 FORM_FIELDS_MAX = 10
+BULK_RETRY_BATCH = 1000  # jobs per statement of a bulk retry (fewer when the burst is smaller)
 REFRESH_SECONDS = 5  # how often the page's JS reloads the depth table
 HERE = Path(__file__).parent
 STATIC_TYPES = {
@@ -232,7 +236,10 @@ def build_dashboard_router(
 
     @router.get("/failures")
     async def failures(
-        request: Request, job_type: str | None = None, retried: str | None = None
+        request: Request,
+        job_type: str | None = None,
+        retried: str | None = None,
+        wait: str | None = None,
     ) -> HTMLResponse:
         token = session(request)
         if token is None:
@@ -246,20 +253,44 @@ def build_dashboard_router(
             failures=await store.list_failures(job_type, FAILURES_SHOWN),
             job_type=job_type,
             job_types=types,
-            retried=int(retried) if retried and retried.isdigit() and len(retried) < 10 else None,
+            retried=_count(retried),
+            wait=_count(wait),
         )
 
     @router.post("/failures/retry")
     async def retry_failures(request: Request) -> Response:
-        """Queue again every failed job of one type (maintenance.operations.retry_in_bulk)."""
+        """Queue again every failed job of one type (maintenance.operations.retry_in_bulk),
+        a batch at a time, each batch paid for in the admins' rate-limit bucket first: a
+        bulk retry puts jobs in the queue like an enqueue does. When the bucket runs dry the
+        jobs retried so far stay queued and the page says how long to wait for the rest."""
         job_type = _job_type((await authorized_form(request)).get("job_type"))
         b = backend(request)
-        retried = 0
-        async for batch in retry_in_bulk(b.store, b.index, job_type=job_type):
-            retried += batch
+        failed = sum(
+            c.jobs for c in await b.store.count_jobs()
+            if c.job_type == job_type and c.status == JobStatus.FAILED
+        )
+        size = max(1, min(BULK_RETRY_BATCH, b.limiter.burst))
+        batches = cast(
+            AsyncGenerator[int, None],
+            retry_in_bulk(b.store, b.index, job_type=job_type, batch=size),
+        )
+        retried, wait = 0, 0.0
+        async with aclosing(batches):
+            while retried < failed:
+                wait = await b.limiter.take(ADMIN_BUCKET, min(size, failed - retried))
+                if wait > 0:
+                    break
+                done = await anext(batches, 0)
+                if not done:
+                    break
+                retried += done
         log.info("bulk retry from the dashboard", extra={"job_type": job_type, "jobs": retried})
-        query = urlencode({"job_type": job_type, "retried": retried})
-        return RedirectResponse(f"{PREFIX}/failures?{query}", status_code=303, headers=HEADERS)
+        query = {"job_type": job_type, "retried": retried}
+        if wait > 0:
+            query["wait"] = max(1, math.ceil(wait))
+        return RedirectResponse(
+            f"{PREFIX}/failures?{urlencode(query)}", status_code=303, headers=HEADERS
+        )
 
     @router.get("/jobs/{job_id}")
     async def job_detail(request: Request, job_id: str, done: str | None = None) -> HTMLResponse:
@@ -280,6 +311,11 @@ def build_dashboard_router(
     @router.post("/jobs/{job_id}/retry")
     async def retry_job(request: Request, job_id: str) -> Response:
         await authorized_form(request)
+        wait = await backend(request).limiter.take(ADMIN_BUCKET, 1)
+        if wait > 0:
+            raise DashboardError(
+                429, "Rate limited", f"The enqueue rate limit is reached; retry in {wait:.1f} s."
+            )
         job = await backend(request).service.retry(_job_id(job_id))
         return RedirectResponse(
             f"{PREFIX}/jobs/{job['id']}?done=retried", status_code=303, headers=HEADERS
@@ -312,6 +348,11 @@ def _job_id(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise DashboardError(404, "Not found", "No job with that id.") from None
+
+
+def _count(text: str | None) -> int | None:
+    """A small count from the query string (a redirect's notice), or None."""
+    return int(text) if text and text.isdigit() and len(text) < 10 else None
 
 
 def _job_type(text: str | None) -> str:

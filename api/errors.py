@@ -20,6 +20,8 @@ from queue_core import (
     QueueError,
 )
 
+from .headers import DEFAULT_HEADERS
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
@@ -113,4 +115,6 @@ def install_error_handlers(app: FastAPI, job_types: frozenset[str]) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in the API", exc_info=exc)
-        return error_response(500, "internal", "internal error")
+        # Sent by Starlette's outermost layer, outside SecurityHeaders: add them here.
+        headers = {k.decode(): v.decode() for k, v in DEFAULT_HEADERS}
+        return error_response(500, "internal", "internal error", headers=headers)

@@ -23,6 +23,7 @@ from .errors import ApiError, error_response
 from .schemas import BatchOut, ErrorOut, HealthOut, JobOut, JobPage, ReadyOut, StatsOut, TypeStats
 
 LIST_LIMIT_MAX = 200
+ADMIN_BUCKET = "admin"  # the rate-limit bucket every admin token (and the dashboard) shares
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429, 503)
 }
@@ -74,7 +75,7 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
                 "send smaller batches",
             )
         # Admins share one bucket, apart from every user's (no user id can collide with it).
-        bucket = "admin" if caller.admin else f"user:{caller.user_id}"
+        bucket = ADMIN_BUCKET if caller.admin else f"user:{caller.user_id}"
         wait = await b.limiter.take(bucket, cost)
         if wait > 0:
             raise ApiError(
@@ -162,7 +163,9 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
 
     @router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
     async def retry_job(job_id: uuid.UUID, b: Backend, caller: Caller) -> JobOut:
-        """A failed or cancelled job is queued again now. Any other status: 409."""
+        """A failed or cancelled job is queued again now. Any other status: 409. Costs one
+        rate-limit token, as an enqueue does: it puts a job in the queue."""
+        await rate_limit(b, caller, 1)
         await owned_job(b, caller, job_id)
         return JobOut.of(await b.service.retry(job_id))
 

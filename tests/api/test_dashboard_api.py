@@ -173,3 +173,34 @@ async def test_dashboard_streamed_body_over_the_limit_is_413(client: httpx.Async
 
     response = await client.post("/dashboard/login", content=chunks())
     assert response.status_code == 413, response.text
+
+
+async def test_dashboard_bulk_retry_stops_at_the_admin_rate_limit(
+    make_client: ClientFactory, db: asyncpg.Connection
+) -> None:
+    async with make_client(api_rate_limit_per_second=0.01, api_rate_limit_burst=2) as client:
+        await login(client)
+        csrf = csrf_of(await client.get("/dashboard"))
+        for i in range(5):  # written directly: enqueueing them would spend the bucket
+            await db.execute(
+                "INSERT INTO jobs (id, job_type, input, status, attempts, last_error,"
+                " finished_at, scheduled_for) VALUES ($1, 'email_processing',"
+                " $2::text::jsonb, 'failed', 1, 'boom', now(), now())",
+                uuid.uuid4(),
+                f'{{"message_id": "m-{i}"}}',
+            )
+        response = await client.post(
+            "/dashboard/failures/retry", data={"csrf": csrf, "job_type": "email_processing"}
+        )
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
+        assert "retried=2" in location and "wait=" in location, location
+        page = await client.get(location)
+        assert "2 failed email_processing jobs queued again." in page.text
+        assert "rate limit stopped the rest" in page.text
+        counts = dict(await db.fetch("SELECT status, count(*) FROM jobs GROUP BY status"))
+        assert counts == {"queued": 2, "failed": 3}, counts
+        failed_id = await db.fetchval("SELECT id FROM jobs WHERE status = 'failed' LIMIT 1")
+        single = await client.post(f"/dashboard/jobs/{failed_id}/retry", data={"csrf": csrf})
+        assert_html_page(single, 429)
+    assert await db.fetchval("SELECT count(*) FROM jobs WHERE status = 'queued'") == 2

@@ -19,9 +19,9 @@ from .backend import ApiBackend
 from .dashboard import build_dashboard_router
 from .errors import install_error_handlers
 from .headers import SecurityHeaders
-from .limits import BodySizeLimit
+from .limits import BodyLimits
 from .routes import build_router
-from .schemas import job_create_model
+from .schemas import InputCheck, job_create_model
 
 API_VERSION = "1"
 
@@ -77,11 +77,16 @@ def create_app(
         # client controls: /jobs/ is a 404 instead.
         redirect_slashes=False,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the size limit's 413 gets them too
     install_error_handlers(app, frozenset(c.job_type for c in contracts))
     app.include_router(
-        build_router(job_create_model(contracts, settings.api_max_input_bytes), settings, verifier)
+        build_router(
+            job_create_model(contracts),
+            InputCheck(contracts, settings.api_max_input_bytes),
+            settings,
+            verifier,
+        )
     )
     app.include_router(build_dashboard_router(verifier, csrf_secret=_dashboard_secret(settings)))
     return app

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -20,7 +21,17 @@ from queue_core.maintenance.operations import queue_stats
 from .auth import Principal, TokenVerifier
 from .backend import ApiBackend
 from .errors import ApiError, error_response
-from .schemas import BatchOut, ErrorOut, HealthOut, JobOut, JobPage, ReadyOut, StatsOut, TypeStats
+from .schemas import (
+    BatchOut,
+    ErrorOut,
+    HealthOut,
+    InputCheck,
+    JobOut,
+    JobPage,
+    ReadyOut,
+    StatsOut,
+    TypeStats,
+)
 
 LIST_LIMIT_MAX = 200
 ADMIN_BUCKET = "admin"  # the rate-limit bucket every admin token (and the dashboard) shares
@@ -29,7 +40,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -> APIRouter:
+def build_router(
+    job_create: Any, inputs: InputCheck, settings: Settings, verifier: TokenVerifier
+) -> APIRouter:
     router = APIRouter(responses=ERRORS)
     batch_model: Any = create_model(
         "JobBatch",
@@ -104,8 +117,9 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
     ) -> JobOut:
         """Enqueue one job. With an Idempotency-Key, the same key and body return the same
         job (200); the same key with a different body is a 409."""
-        await rate_limit(b, caller, 1)
         raw = await request.json()
+        _check_inputs(inputs, [(("body", "input"), body.job_type, raw["input"])])
+        await rate_limit(b, caller, 1)
         spec = _spec(body, owner_for(caller, body.user_id), raw["input"])
         if idempotency_key is None:
             return JobOut.of(await b.service.create(**spec))
@@ -126,8 +140,15 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
     ) -> BatchOut:
         """Enqueue up to HYBRIDQ_API_BATCH_MAX jobs in one round trip per store; all or none."""
         items: list[Any] = getattr(body, "jobs")  # noqa: B009 (a model built at runtime)
-        await rate_limit(b, caller, len(items))
         raw = (await request.json())["jobs"]
+        _check_inputs(
+            inputs,
+            [
+                (("body", "jobs", i, "input"), item.job_type, sent["input"])
+                for i, (item, sent) in enumerate(zip(items, raw, strict=True))
+            ],
+        )
+        await rate_limit(b, caller, len(items))
         specs = [
             _spec(item, owner_for(caller, item.user_id), sent["input"])
             for item, sent in zip(items, raw, strict=True)
@@ -230,6 +251,16 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         return ReadyOut(status="ready", postgres="ok", redis="ok")
 
     return router
+
+
+def _check_inputs(
+    inputs: InputCheck, sent: list[tuple[tuple[str | int, ...], str, Any]]
+) -> None:
+    """Raises RequestValidationError (a 422 naming the field) for the first inputs that
+    fail InputCheck: (location, job_type, input as sent) per job."""
+    errors = [e for loc, job_type, value in sent for e in inputs.errors(job_type, value, loc)]
+    if errors:
+        raise RequestValidationError(errors[:20])
 
 
 def _spec(body: BaseModel, user_id: str | None, sent_input: Any) -> dict[str, Any]:

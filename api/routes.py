@@ -9,9 +9,10 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -34,6 +35,12 @@ from .schemas import (
 )
 
 LIST_LIMIT_MAX = 200
+BEARER = HTTPBearer(
+    auto_error=False,  # the route answers 401 in the API's error shape itself
+    description="An API token: `hybridq token new --user U` (or --admin).",
+)
+"""Declares the bearer scheme in OpenAPI (the docs' Authorize button); the token itself is
+read and checked by TokenVerifier."""
 ADMIN_BUCKET = "admin"  # the rate-limit bucket every admin token (and the dashboard) shares
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429, 503)
@@ -53,8 +60,11 @@ def build_router(
     def backend(request: Request) -> ApiBackend:
         return request.app.state.backend  # type: ignore[no-any-return]
 
-    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        found = verifier.verify(authorization)
+    async def principal(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    ) -> Principal:
+        found = await verifier.verify(request.headers.get("authorization"))
         if found is None:
             raise ApiError(
                 401,

@@ -258,7 +258,7 @@ async def test_unknown_route_and_method_have_the_error_shape(client: httpx.Async
 
 
 async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
-    schema = (await client.get("/openapi.json")).json()
+    schema = (await client.get("/openapi.json", headers=auth("alice"))).json()
     assert set(schema["paths"]) >= {
         "/jobs", "/jobs/batch", "/jobs/{job_id}", "/jobs/{job_id}/cancel",
         "/jobs/{job_id}/retry", "/stats", "/healthz", "/readyz",

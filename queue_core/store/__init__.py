@@ -5,7 +5,7 @@ sessions (sessions.py), and the migrations runner. May import
 the pure core only."""
 
 from .connection import Pool, create_pool, translate_errors
-from .migrate import apply_migrations, migrate
+from .migrate import apply_migrations, check_schema, migrate
 from .pg_store import PgStore
 from .sessions import PgSessionStore
 from .tokens import PgTokenStore
@@ -16,6 +16,7 @@ __all__ = [
     "PgTokenStore",
     "Pool",
     "apply_migrations",
+    "check_schema",
     "create_pool",
     "migrate",
     "translate_errors",

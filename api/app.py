@@ -3,7 +3,6 @@ the lifespan connects to the backends (queue_core.connect) and closes them on sh
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,28 +11,21 @@ from fastapi import FastAPI
 from queue_core import ContractRegistry, Settings, connect
 from queue_core.contracts import load_contracts
 from queue_core.index import RateLimiter
+from queue_core.store import PgSessionStore, PgTokenStore
 from queue_core.telemetry.metrics import Metrics
 
 from .auth import TokenVerifier
 from .backend import ApiBackend
 from .dashboard import build_dashboard_router
+from .docs import build_docs_router
 from .errors import install_error_handlers
-from .limits import BodySizeLimit
+from .headers import SecurityHeaders
+from .limits import BodyLimits
 from .routes import build_router
-from .schemas import job_create_model
+from .schemas import InputCheck, job_create_model
+from .sessions import DashboardSessions
 
 API_VERSION = "1"
-
-
-def _dashboard_secret(settings: Settings) -> bytes:
-    """The key of the dashboard's CSRF tokens. Every replica of the API must use the same
-    one (a form rendered by one may be posted to another): HYBRIDQ_API_SESSION_SECRET, or
-    else one derived from the token configuration, which replicas share and clients never
-    see."""
-    if settings.api_session_secret:
-        return hashlib.sha256(settings.api_session_secret.encode()).digest()
-    material = "\n".join(["hybridq-dashboard-csrf", *sorted(settings.api_tokens)])
-    return hashlib.sha256(material.encode()).digest()
 
 
 def create_app(
@@ -43,7 +35,7 @@ def create_app(
     of ``contracts`` (default: those the handlers module registers)."""
     settings = settings or Settings()
     contracts = contracts if contracts is not None else load_contracts(settings.handlers_module)
-    verifier = TokenVerifier(settings.api_tokens)
+    verifier = TokenVerifier(settings.api_tokens, cache_seconds=settings.api_token_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,6 +43,7 @@ def create_app(
         metrics = Metrics()
         lazy = settings.model_copy(update={"pool_min_size": 0})
         async with connect(lazy, metrics, contracts=contracts) as queue:
+            verifier.attach(PgTokenStore(queue.pool))
             app.state.backend = ApiBackend(
                 service=queue.job_service,
                 store=queue.store,
@@ -62,21 +55,47 @@ def create_app(
                     settings.api_rate_limit_burst,
                 ),
                 metrics=metrics,
+                sessions=PgSessionStore(queue.pool),
             )
-            yield
+            try:
+                yield
+            finally:
+                verifier.attach(None)
 
     app = FastAPI(
         title="hybridq",
         version=API_VERSION,
         description="Enqueue and inspect background jobs. Every route but /healthz and "
-        "/readyz needs `Authorization: Bearer <token>`; errors are "
+        "/readyz needs `Authorization: Bearer <token>` (a token from `hybridq token new`); "
+        "errors are "
         '`{"error": {"code": ..., "message": ...}}`.',
         lifespan=lifespan,
+        # A redirect to the slash-less path would be built from the Host header, which the
+        # client controls: /jobs/ is a 404 instead.
+        redirect_slashes=False,
+        # Served by docs.py, behind auth and without a CDN.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the size limit's 413 gets them too
     install_error_handlers(app, frozenset(c.job_type for c in contracts))
     app.include_router(
-        build_router(job_create_model(contracts, settings.api_max_input_bytes), settings, verifier)
+        build_router(
+            job_create_model(contracts),
+            InputCheck(contracts, settings.api_max_input_bytes),
+            settings,
+            verifier,
+        )
     )
-    app.include_router(build_dashboard_router(verifier, csrf_secret=_dashboard_secret(settings)))
+    sessions = DashboardSessions(
+        verifier, settings.api_session_idle_seconds, settings.api_session_max_seconds
+    )
+    app.include_router(build_dashboard_router(sessions))
+    app.include_router(
+        build_docs_router(
+            app.openapi, verifier, sessions, public=settings.api_public_docs, title=app.title
+        )
+    )
     return app

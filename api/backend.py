@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from queue_core import JobService
 from queue_core.index import RateLimiter
-from queue_core.ports import JobStore, ReadyIndex
+from queue_core.ports import JobStore, ReadyIndex, SessionStore
 from queue_core.telemetry.metrics import Metrics
 
 
@@ -16,4 +16,5 @@ class ApiBackend:
     store: JobStore
     index: ReadyIndex
     limiter: RateLimiter
+    sessions: SessionStore
     metrics: Metrics

@@ -1,22 +1,23 @@
 """The admin dashboard: server-rendered HTML (Jinja2, autoescaped) under /dashboard, with a
 few lines of same-origin JS that refresh the depth table.
 
-A browser sends no bearer header when it navigates, so the admin token travels in a
-cookie: POST /dashboard/login checks it with the API's TokenVerifier and sets it HttpOnly,
-SameSite=Strict, Path=/dashboard. Every page verifies the cookie again; every POST (retry,
-cancel, bulk retry, logout) also needs the CSRF field of the form it came from, else 403.
-Errors are HTML pages, never a traceback or the API's JSON.
+A browser sends no bearer header when it navigates: POST /dashboard/login checks an admin
+token once and opens a server-side session (sessions.py); the cookie holds only the
+session's random id. Every page checks the session again; every POST (retry, cancel, bulk
+retry, logout) also needs the CSRF field of the form it came from, else 403. Errors are HTML
+pages, never a traceback or the API's JSON.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
+import math
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
@@ -28,29 +29,30 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from queue_core import BackendUnavailable, InvalidJob, JobNotFound, JobStateConflict, JobStatus
 from queue_core.maintenance.operations import queue_stats, retry_in_bulk
 
-from .auth import TokenVerifier
 from .backend import ApiBackend
 from .dashboard_views import (
     DEPTH_LINES,
     SPARK_HEIGHT,
     SPARK_WIDTH,
     DepthHistory,
-    Sessions,
     field_text,
     pretty_json,
     type_rows,
 )
+from .routes import ADMIN_BUCKET
+from .sessions import COOKIE, LEGACY_COOKIE, DashboardSessions, cookie_secure, csrf_ok, csrf_token
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/dashboard"
-COOKIE = "hybridq_dashboard"
-COOKIE_MAX_AGE_SECONDS = 8 * 3600
-"""A session lasts a working day; the token itself stays valid, so logging in again is cheap."""
+DOCS_PAGES = frozenset({"/docs", "/redoc"})
+"""Where a login may send the browser next (the documentation pages need a session too):
+a fixed list, so the login form cannot be turned into an open redirect."""
 FAILURES_SHOWN = 100
 RECENT_FAILURES_SHOWN = 10
 JOB_TYPE_MAX = 100  # the jobs table's CHECK on job_type
 FORM_FIELDS_MAX = 10
+BULK_RETRY_BATCH = 1000  # jobs per statement of a bulk retry (fewer when the burst is smaller)
 REFRESH_SECONDS = 5  # how often the page's JS reloads the depth table
 HERE = Path(__file__).parent
 STATIC_TYPES = {
@@ -80,14 +82,11 @@ class DashboardError(Exception):
 
 
 def build_dashboard_router(
-    verifier: TokenVerifier,
+    sessions: DashboardSessions,
     clock: Callable[[], float] = time.monotonic,
-    csrf_secret: bytes | None = None,
 ) -> APIRouter:
-    """The dashboard for the admins of ``verifier``. Its depth history lives in this router,
-    so each API process keeps its own. ``csrf_secret`` defaults to random bytes made here:
-    forms then stay valid only in the process that rendered them (one API process, or
-    replicas behind sticky sessions); replicas without them need one shared secret."""
+    """The dashboard for the admins of ``sessions``' verifier. Its depth history lives in
+    this router, so each API process keeps its own; sessions live in Postgres, shared."""
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -104,7 +103,6 @@ def build_dashboard_router(
         refresh_seconds=REFRESH_SECONDS,
     )
     static = {name: (HERE / "static" / name).read_bytes() for name in STATIC_TYPES}
-    sessions = Sessions(verifier, csrf_secret or secrets.token_bytes(32))
     history = DepthHistory(clock)
 
     def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -145,10 +143,11 @@ def build_dashboard_router(
 
     router = APIRouter(prefix=PREFIX, route_class=HtmlErrorRoute, include_in_schema=False)
 
-    def session(request: Request) -> str | None:
-        """The admin token of the request's cookie, or None."""
-        token = request.cookies.get(COOKIE)
-        return token if token and sessions.is_admin(token) else None
+    async def session(request: Request, activity: bool = True) -> str | None:
+        """The id of the request's live admin session, or None."""
+        session_id = request.cookies.get(COOKIE)
+        live = await sessions.check(backend(request).sessions, session_id, activity)
+        return session_id if live else None
 
     async def form(request: Request) -> dict[str, str]:
         try:
@@ -160,10 +159,10 @@ def build_dashboard_router(
         return dict(pairs)
 
     async def authorized_form(request: Request) -> dict[str, str]:
-        """The fields of a POSTed form that carries a valid session and CSRF token."""
-        token = request.cookies.get(COOKIE)
+        """The fields of a POSTed form that carries a live session and its CSRF token."""
         fields = await form(request)
-        if not (token and sessions.is_admin(token) and sessions.csrf_ok(token, fields.get("csrf"))):
+        session_id = await session(request)
+        if session_id is None or not csrf_ok(session_id, fields.get("csrf")):
             raise DashboardError(
                 403,
                 "Forbidden",
@@ -172,8 +171,13 @@ def build_dashboard_router(
             )
         return fields
 
-    def login_page(status: int = 401, error: str | None = None) -> HTMLResponse:
-        return render("login.html", status, error=error)
+    def login_page(
+        request: Request, status: int = 401, error: str | None = None
+    ) -> HTMLResponse:
+        next_page = request.query_params.get("next")
+        return render(
+            "login.html", status, error=error, next=next_page if next_page in DOCS_PAGES else None
+        )
 
     def backend(request: Request) -> ApiBackend:
         return request.app.state.backend  # type: ignore[no-any-return]
@@ -185,13 +189,13 @@ def build_dashboard_router(
 
     @router.get("")
     async def overview(request: Request) -> HTMLResponse:
-        token = session(request)
-        if token is None:
-            return login_page()
+        session_id = await session(request)
+        if session_id is None:
+            return login_page(request)
         failures = await backend(request).store.list_failures(None, RECENT_FAILURES_SHOWN)
         return render(
             "overview.html",
-            csrf=sessions.csrf_token(token),
+            csrf=csrf_token(session_id),
             failures=failures,
             **await depth_context(request),
         )
@@ -199,77 +203,120 @@ def build_dashboard_router(
     @router.get("/stats")
     async def depth_fragment(request: Request) -> HTMLResponse:
         """The depth table alone, for the page's periodic refresh."""
-        token = session(request)
-        if token is None:
+        session_id = await session(request, activity=False)
+        if session_id is None:
             return HTMLResponse("", 401, headers=HEADERS)
         return render(
-            "_depth.html", csrf=sessions.csrf_token(token), **await depth_context(request)
+            "_depth.html", csrf=csrf_token(session_id), **await depth_context(request)
         )
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        token = (await form(request)).get("token", "").strip()
-        if not sessions.is_admin(token):
-            return login_page(error="That is not an admin token.")
-        response = RedirectResponse(PREFIX, status_code=303, headers=HEADERS)
+        fields = await form(request)
+        secure = cookie_secure(request)
+        if secure is None:
+            raise DashboardError(
+                403,
+                "HTTPS required",
+                "The dashboard is served over plain http to another machine, so a login would "
+                "send the admin token in clear. Serve the API over https (behind a TLS proxy, "
+                "start it with --proxy-headers --forwarded-allow-ips PROXY_IP).",
+            )
+        session_id = await sessions.open(backend(request).sessions, fields.get("token", ""))
+        if session_id is None:
+            return login_page(request, error="That is not an admin token.")
+        next_page = fields.get("next", "")
+        response = RedirectResponse(
+            next_page if next_page in DOCS_PAGES else PREFIX, status_code=303, headers=HEADERS
+        )
+        response.delete_cookie(LEGACY_COOKIE[0], path=LEGACY_COOKIE[1])
         response.set_cookie(
             COOKIE,
-            token,
-            max_age=COOKIE_MAX_AGE_SECONDS,
-            path=PREFIX,
+            session_id,
+            max_age=int(sessions.max_seconds),
+            path="/",  # the documentation pages accept the session too
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=secure,
         )
+        log.info("dashboard login", extra={"action": "dashboard_login"})
         return response
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
         await authorized_form(request)
+        await sessions.close(backend(request).sessions, request.cookies[COOKIE])
         response = RedirectResponse(PREFIX, status_code=303, headers=HEADERS)
-        response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     @router.get("/failures")
     async def failures(
-        request: Request, job_type: str | None = None, retried: str | None = None
+        request: Request,
+        job_type: str | None = None,
+        retried: str | None = None,
+        wait: str | None = None,
     ) -> HTMLResponse:
-        token = session(request)
-        if token is None:
-            return login_page()
+        session_id = await session(request)
+        if session_id is None:
+            return login_page(request)
         job_type = _job_type(job_type) if job_type else None
         store = backend(request).store
         types = sorted({c.job_type for c in await store.count_jobs()})
         return render(
             "failures.html",
-            csrf=sessions.csrf_token(token),
+            csrf=csrf_token(session_id),
             failures=await store.list_failures(job_type, FAILURES_SHOWN),
             job_type=job_type,
             job_types=types,
-            retried=int(retried) if retried and retried.isdigit() and len(retried) < 10 else None,
+            retried=_count(retried),
+            wait=_count(wait),
         )
 
     @router.post("/failures/retry")
     async def retry_failures(request: Request) -> Response:
-        """Queue again every failed job of one type (maintenance.operations.retry_in_bulk)."""
+        """Queue again every failed job of one type (maintenance.operations.retry_in_bulk),
+        a batch at a time, each batch paid for in the admins' rate-limit bucket first: a
+        bulk retry puts jobs in the queue like an enqueue does. When the bucket runs dry the
+        jobs retried so far stay queued and the page says how long to wait for the rest."""
         job_type = _job_type((await authorized_form(request)).get("job_type"))
         b = backend(request)
-        retried = 0
-        async for batch in retry_in_bulk(b.store, b.index, job_type=job_type):
-            retried += batch
+        failed = sum(
+            c.jobs for c in await b.store.count_jobs()
+            if c.job_type == job_type and c.status == JobStatus.FAILED
+        )
+        size = max(1, min(BULK_RETRY_BATCH, b.limiter.burst))
+        batches = cast(
+            AsyncGenerator[int, None],
+            retry_in_bulk(b.store, b.index, job_type=job_type, batch=size),
+        )
+        retried, wait = 0, 0.0
+        async with aclosing(batches):
+            while retried < failed:
+                wait = await b.limiter.take(ADMIN_BUCKET, min(size, failed - retried))
+                if wait > 0:
+                    break
+                done = await anext(batches, 0)
+                if not done:
+                    break
+                retried += done
         log.info("bulk retry from the dashboard", extra={"job_type": job_type, "jobs": retried})
-        query = urlencode({"job_type": job_type, "retried": retried})
-        return RedirectResponse(f"{PREFIX}/failures?{query}", status_code=303, headers=HEADERS)
+        query = {"job_type": job_type, "retried": retried}
+        if wait > 0:
+            query["wait"] = max(1, math.ceil(wait))
+        return RedirectResponse(
+            f"{PREFIX}/failures?{urlencode(query)}", status_code=303, headers=HEADERS
+        )
 
     @router.get("/jobs/{job_id}")
     async def job_detail(request: Request, job_id: str, done: str | None = None) -> HTMLResponse:
-        token = session(request)
-        if token is None:
-            return login_page()
+        session_id = await session(request)
+        if session_id is None:
+            return login_page(request)
         job = await backend(request).service.get(_job_id(job_id))
         return render(
             "job.html",
-            csrf=sessions.csrf_token(token),
+            csrf=csrf_token(session_id),
             job=job,
             fields=[(k, field_text(v)) for k, v in job.items() if k not in BLOCK_FIELDS],
             input_json=pretty_json(job.get("input")),
@@ -280,6 +327,11 @@ def build_dashboard_router(
     @router.post("/jobs/{job_id}/retry")
     async def retry_job(request: Request, job_id: str) -> Response:
         await authorized_form(request)
+        wait = await backend(request).limiter.take(ADMIN_BUCKET, 1)
+        if wait > 0:
+            raise DashboardError(
+                429, "Rate limited", f"The enqueue rate limit is reached; retry in {wait:.1f} s."
+            )
         job = await backend(request).service.retry(_job_id(job_id))
         return RedirectResponse(
             f"{PREFIX}/jobs/{job['id']}?done=retried", status_code=303, headers=HEADERS
@@ -312,6 +364,11 @@ def _job_id(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise DashboardError(404, "Not found", "No job with that id.") from None
+
+
+def _count(text: str | None) -> int | None:
+    """A small count from the query string (a redirect's notice), or None."""
+    return int(text) if text and text.isdigit() and len(text) < 10 else None
 
 
 def _job_type(text: str | None) -> str:

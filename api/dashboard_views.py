@@ -1,11 +1,9 @@
 """What the dashboard's pages show, computed without I/O: the ring of depth samples, the
-throughput derived from it, SVG sparkline points, and the cookie session with its CSRF
-token. The routes in ``dashboard.py`` feed it and render it."""
+throughput derived from it, SVG sparkline points. The routes in ``dashboard.py`` feed it
+and render it."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -15,8 +13,6 @@ from typing import Any
 
 from queue_core import JobStatus
 from queue_core.maintenance.operations import TypeStats
-
-from .auth import TokenVerifier
 
 SAMPLES_KEPT = 120
 """Depth samples kept per API process: at one per JS refresh (5 s), ten minutes of history."""
@@ -136,28 +132,3 @@ def field_text(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="milliseconds")
     return str(value)
-
-
-class Sessions:
-    """The dashboard's cookie session. The cookie holds the admin token itself and is
-    re-verified on every request, so removing a token from HYBRIDQ_API_TOKENS ends its
-    sessions at the next restart. The CSRF token is HMAC-SHA256(secret, cookie): a page
-    on another site can neither read the cookie nor compute it."""
-
-    def __init__(self, verifier: TokenVerifier, secret: bytes) -> None:
-        self._verifier = verifier
-        self._secret = secret
-
-    def is_admin(self, token: str | None) -> bool:
-        if not token:
-            return False
-        principal = self._verifier.verify(f"Bearer {token}")
-        return principal is not None and principal.admin
-
-    def csrf_token(self, token: str) -> str:
-        return hmac.new(self._secret, token.encode(), hashlib.sha256).hexdigest()
-
-    def csrf_ok(self, token: str, submitted: str | None) -> bool:
-        return submitted is not None and hmac.compare_digest(
-            self.csrf_token(token).encode(), submitted.encode()
-        )

@@ -20,9 +20,12 @@ from queue_core import (
     QueueError,
 )
 
+from .headers import DEFAULT_HEADERS
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
+BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's 400 detail
 
 
 class ApiError(Exception):
@@ -91,6 +94,10 @@ def install_error_handlers(app: FastAPI, job_types: frozenset[str]) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # FastAPI's answer to a body its JSON parser raised on (not a decode error):
+            # malformed input is a 422 here, like every other malformed body.
+            return error_response(422, "validation_error", "body: not parseable as JSON")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
@@ -113,4 +120,6 @@ def install_error_handlers(app: FastAPI, job_types: frozenset[str]) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in the API", exc_info=exc)
-        return error_response(500, "internal", "internal error")
+        # Sent by Starlette's outermost layer, outside SecurityHeaders: add them here.
+        headers = {k.decode(): v.decode() for k, v in DEFAULT_HEADERS}
+        return error_response(500, "internal", "internal error", headers=headers)

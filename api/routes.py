@@ -9,8 +9,10 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -20,15 +22,34 @@ from queue_core.maintenance.operations import queue_stats
 from .auth import Principal, TokenVerifier
 from .backend import ApiBackend
 from .errors import ApiError, error_response
-from .schemas import BatchOut, ErrorOut, HealthOut, JobOut, JobPage, ReadyOut, StatsOut, TypeStats
+from .schemas import (
+    BatchOut,
+    ErrorOut,
+    HealthOut,
+    InputCheck,
+    JobOut,
+    JobPage,
+    ReadyOut,
+    StatsOut,
+    TypeStats,
+)
 
 LIST_LIMIT_MAX = 200
+BEARER = HTTPBearer(
+    auto_error=False,  # the route answers 401 in the API's error shape itself
+    description="An API token: `hybridq token new --user U` (or --admin).",
+)
+"""Declares the bearer scheme in OpenAPI (the docs' Authorize button); the token itself is
+read and checked by TokenVerifier."""
+ADMIN_BUCKET = "admin"  # the rate-limit bucket every admin token (and the dashboard) shares
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429, 503)
 }
 
 
-def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -> APIRouter:
+def build_router(
+    job_create: Any, inputs: InputCheck, settings: Settings, verifier: TokenVerifier
+) -> APIRouter:
     router = APIRouter(responses=ERRORS)
     batch_model: Any = create_model(
         "JobBatch",
@@ -39,8 +60,11 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
     def backend(request: Request) -> ApiBackend:
         return request.app.state.backend  # type: ignore[no-any-return]
 
-    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        found = verifier.verify(authorization)
+    async def principal(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    ) -> Principal:
+        found = await verifier.verify(request.headers.get("authorization"))
         if found is None:
             raise ApiError(
                 401,
@@ -74,7 +98,7 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
                 "send smaller batches",
             )
         # Admins share one bucket, apart from every user's (no user id can collide with it).
-        bucket = "admin" if caller.admin else f"user:{caller.user_id}"
+        bucket = ADMIN_BUCKET if caller.admin else f"user:{caller.user_id}"
         wait = await b.limiter.take(bucket, cost)
         if wait > 0:
             raise ApiError(
@@ -103,8 +127,9 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
     ) -> JobOut:
         """Enqueue one job. With an Idempotency-Key, the same key and body return the same
         job (200); the same key with a different body is a 409."""
-        await rate_limit(b, caller, 1)
         raw = await request.json()
+        _check_inputs(inputs, [(("body", "input"), body.job_type, raw["input"])])
+        await rate_limit(b, caller, 1)
         spec = _spec(body, owner_for(caller, body.user_id), raw["input"])
         if idempotency_key is None:
             return JobOut.of(await b.service.create(**spec))
@@ -125,8 +150,15 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
     ) -> BatchOut:
         """Enqueue up to HYBRIDQ_API_BATCH_MAX jobs in one round trip per store; all or none."""
         items: list[Any] = getattr(body, "jobs")  # noqa: B009 (a model built at runtime)
-        await rate_limit(b, caller, len(items))
         raw = (await request.json())["jobs"]
+        _check_inputs(
+            inputs,
+            [
+                (("body", "jobs", i, "input"), item.job_type, sent["input"])
+                for i, (item, sent) in enumerate(zip(items, raw, strict=True))
+            ],
+        )
+        await rate_limit(b, caller, len(items))
         specs = [
             _spec(item, owner_for(caller, item.user_id), sent["input"])
             for item, sent in zip(items, raw, strict=True)
@@ -162,7 +194,9 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
 
     @router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
     async def retry_job(job_id: uuid.UUID, b: Backend, caller: Caller) -> JobOut:
-        """A failed or cancelled job is queued again now. Any other status: 409."""
+        """A failed or cancelled job is queued again now. Any other status: 409. Costs one
+        rate-limit token, as an enqueue does: it puts a job in the queue."""
+        await rate_limit(b, caller, 1)
         await owned_job(b, caller, job_id)
         return JobOut.of(await b.service.retry(job_id))
 
@@ -227,6 +261,16 @@ def build_router(job_create: Any, settings: Settings, verifier: TokenVerifier) -
         return ReadyOut(status="ready", postgres="ok", redis="ok")
 
     return router
+
+
+def _check_inputs(
+    inputs: InputCheck, sent: list[tuple[tuple[str | int, ...], str, Any]]
+) -> None:
+    """Raises RequestValidationError (a 422 naming the field) for the first inputs that
+    fail InputCheck: (location, job_type, input as sent) per job."""
+    errors = [e for loc, job_type, value in sent for e in inputs.errors(job_type, value, loc)]
+    if errors:
+        raise RequestValidationError(errors[:20])
 
 
 def _spec(body: BaseModel, user_id: str | None, sent_input: Any) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """Request and response bodies. The body of POST /jobs is a union discriminated by
 ``job_type``, built from the job contracts: OpenAPI shows each type's input schema, and an
-unknown job type or a bad input is a 422 that names the field."""
+unknown job type or a bad input is a 422 that names the field.
+
+Strict types everywhere: JSON ``true`` is not the number 1 and ``"7"`` is not 7. The common
+fields are declared strict here; a job's input is validated again by ``InputCheck`` in JSON
+strict mode against its type's model (whatever that model's own config), with the limits
+of queue_core.json_values, so the API refuses what ``create()`` refuses."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Union
 
@@ -13,12 +17,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
     create_model,
     field_validator,
     model_validator,
 )
 
 from queue_core import PRIORITY_MAX, PRIORITY_MIN, ContractRegistry, JobStatus
+from queue_core.json_values import JsonValueError, encode_json
 from queue_core.models import MAX_RETRIES_LIMIT
 
 MAX_DELAY_SECONDS = 366 * 86_400
@@ -32,8 +40,10 @@ class JobCreateBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="Higher runs first.")
-    max_retries: int = Field(
+    priority: StrictInt = Field(
+        0, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="Higher runs first."
+    )
+    max_retries: StrictInt = Field(
         3, ge=0, le=MAX_RETRIES_LIMIT, description="Retries after the first attempt."
     )
     scheduled_for: AwareDatetime | None = Field(
@@ -41,17 +51,26 @@ class JobCreateBase(BaseModel):
     )
     delay_seconds: float | None = Field(
         None,
+        strict=True,  # an int is a number of seconds too; a bool or a string is not
         ge=0,
         le=MAX_DELAY_SECONDS,
         allow_inf_nan=False,
         description="Run no sooner than this many seconds from now (instead of scheduled_for).",
     )
-    user_id: str | None = Field(
+    user_id: StrictStr | None = Field(
         None,
         min_length=1,
         max_length=200,
         description="Owner of the job: admin tokens only; a user token enqueues as its user.",
     )
+
+    @field_validator("scheduled_for", mode="before")
+    @classmethod
+    def _a_string(cls, value: Any) -> Any:
+        """JSON has no date type: a date is an ISO 8601 string, never a number of seconds."""
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date-time string with a UTC offset")
+        return value
 
     @field_validator("scheduled_for")
     @classmethod
@@ -77,22 +96,14 @@ class JobCreateBase(BaseModel):
         return self.scheduled_for
 
 
-def job_create_model(contracts: ContractRegistry, max_input_bytes: int) -> Any:
+def job_create_model(contracts: ContractRegistry) -> Any:
     """The POST /jobs body: one variant per registered job type, keyed by job_type."""
-
-    def input_size_check(value: Any) -> Any:
-        raw = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-        if len(json.dumps(raw, separators=(",", ":"))) > max_input_bytes:
-            raise ValueError(f"input exceeds {max_input_bytes} bytes as JSON")
-        return value
-
     variants = []
     for contract in contracts:
         input_type: Any = contract.input_model or dict[str, Any]
         variant = create_model(
             f"Create_{contract.job_type.replace('.', '_').replace(':', '_').replace('-', '_')}",
             __base__=JobCreateBase,
-            __validators__={"_input_size": field_validator("input")(input_size_check)},
             job_type=(Literal[contract.job_type], ...),  # type: ignore[arg-type]
             input=(input_type, ...),
         )
@@ -102,6 +113,39 @@ def job_create_model(contracts: ContractRegistry, max_input_bytes: int) -> Any:
     if len(variants) == 1:
         return variants[0]
     return Annotated[Union[tuple(variants)], Field(discriminator="job_type")]  # noqa: UP007
+
+
+class InputCheck:
+    """A job's input as the client sent it (the parsed JSON object), checked the way
+    ``create()`` checks it and then strictly: the limits of queue_core.json_values (depth,
+    number size, NUL, lone surrogates), at most ``max_input_bytes`` as compact JSON, and its
+    type's input model in JSON strict mode."""
+
+    def __init__(self, contracts: ContractRegistry, max_input_bytes: int) -> None:
+        self._models = {c.job_type: c.input_model for c in contracts}
+        self._max_input_bytes = max_input_bytes
+
+    def errors(self, job_type: str, value: Any, loc: tuple[str | int, ...]) -> list[Any]:
+        """Pydantic-style error dicts (``type``, ``loc`` under ``loc``, ``msg``); empty when
+        the input is acceptable."""
+        try:
+            text = encode_json(value, "the value")
+        except JsonValueError as exc:
+            return [{"type": "value_error", "loc": loc, "msg": str(exc), "input": None}]
+        if len(text) > self._max_input_bytes:  # ASCII: characters are bytes
+            message = f"input exceeds {self._max_input_bytes} bytes as JSON"
+            return [{"type": "value_error", "loc": loc, "msg": message, "input": None}]
+        model = self._models.get(job_type)
+        if model is None:
+            return []
+        try:
+            model.model_validate_json(text, strict=True)
+        except ValidationError as exc:
+            return [
+                {"type": e["type"], "loc": (*loc, *e["loc"]), "msg": e["msg"], "input": None}
+                for e in exc.errors()
+            ]
+        return []
 
 
 class JobOut(BaseModel):

@@ -47,6 +47,12 @@ class BackendUnavailable(QueueError):
         self.detail = detail
 
 
+class ConfigurationError(QueueError):
+    """A setting or the environment is wrong: a database or role that does not exist, a
+    schema never migrated, a Redis that refuses the password... Retrying will not help; the
+    message names the setting and the fix."""
+
+
 class HandlerNotFound(QueueError):
     """A handler module did not define ``register(runner)``, or no handler is registered."""
 

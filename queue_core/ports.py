@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -172,3 +173,59 @@ class IndexMaintenance(Protocol):
     async def epoch_missing(self, job_types: Sequence[str]) -> set[str]: ...
     async def begin_rebuild(self, job_type: str) -> str: ...
     async def finish_rebuild(self, job_type: str, token: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A managed API token as stored (never the token, nor its hash). ``user_id`` is None
+    for an admin token; ``expires_at`` None: it never expires."""
+
+    id: uuid.UUID
+    user_id: str | None
+    admin: bool
+    name: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """"active", "expired" or "revoked" at ``now`` (timezone-aware)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+class TokenStore(Protocol):
+    """Managed API tokens in Postgres (store.PgTokenStore): the CLI creates, lists and
+    revokes them; every API replica looks them up by hash."""
+
+    async def insert_api_token(
+        self,
+        token_hash: str,
+        *,
+        user_id: str | None,
+        admin: bool,
+        name: str | None,
+        expires_at: datetime | None,
+    ) -> ApiToken: ...
+    async def list_api_tokens(self) -> list[ApiToken]: ...
+    async def revoke_api_token(self, token_id: uuid.UUID) -> ApiToken | None: ...
+    async def find_api_token(self, token_hash: str) -> ApiToken | None: ...
+
+
+class SessionStore(Protocol):
+    """Dashboard sessions in Postgres (store.PgSessionStore), shared by every API replica.
+    Sessions are named by the SHA-256 of their id; times are in seconds."""
+
+    async def insert_dashboard_session(
+        self, id_hash: str, token_hash: str, max_seconds: float
+    ) -> None: ...
+    async def touch_dashboard_session(
+        self, id_hash: str, idle_seconds: float, *, activity: bool
+    ) -> str | None:
+        """The hash of the token behind a live session (None: ended or unknown)."""
+
+    async def delete_dashboard_session(self, id_hash: str) -> None: ...
+    async def delete_ended_dashboard_sessions(self, idle_seconds: float) -> int: ...

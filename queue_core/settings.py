@@ -6,11 +6,22 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+TOKEN_ENTRY = re.compile(r"[0-9a-f]{64}:(admin|user:.{1,200})", re.DOTALL)
+"""An HYBRIDQ_API_TOKENS entry: '<sha256 hex>:admin' or '<sha256 hex>:user:<user id>'."""
+_ENTRY_FIX = (
+    "each entry is '<64 lowercase hex>:admin' or '<64 lowercase hex>:user:<user id>'; "
+    "`hybridq token new --env-entry` prints one"
+)
 
 
 class Settings(BaseSettings):
@@ -106,16 +117,49 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long running jobs may finish before release."
     )
-    api_tokens: list[str] = Field(
+    api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="API bearer tokens, as SHA-256 hashes, never plaintext: entries "
-        "'<sha256 hex>:user:<user_id>' or '<sha256 hex>:admin' (JSON list in the env). "
-        "`hybridq token new` prints a token and its entry.",
+        description="API bearer tokens from the environment, as SHA-256 hashes, never "
+        "plaintext: entries '<sha256 hex>:user:<user_id>' or '<sha256 hex>:admin' (a JSON "
+        "list). `hybridq token new --env-entry` prints a token and its entry; tokens made "
+        "without --env-entry live in Postgres instead.",
     )
-    api_session_secret: str | None = Field(
-        None,
-        description="Key of the dashboard's CSRF tokens, shared by every API replica "
-        "(default: derived from api_tokens, which replicas share).",
+    api_token_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="How long an API process trusts what it last read of a managed token "
+        "(hybridq token new): a revoked or expired token is refused by every replica within "
+        "this many seconds, at the cost of one indexed lookup per token per period.",
+    )
+    api_session_idle_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="A dashboard session ends after this many seconds without a page view "
+        "(the page's own refresh does not count).",
+    )
+    api_session_max_seconds: float = Field(
+        28_800.0,
+        gt=0,
+        description="A dashboard session ends this many seconds after login, active or not.",
+    )
+    api_public_docs: bool = Field(
+        False,
+        description="Serve /docs, /redoc and /openapi.json without a token (by default they "
+        "need a bearer token or a dashboard session, like every other route).",
+    )
+    api_proxy_headers: bool = Field(
+        False,
+        description="Trust X-Forwarded-Proto/-For from api_forwarded_allow_ips (behind a "
+        "TLS-terminating proxy), so the API knows the client used https. Also "
+        "`hybridq api --proxy-headers`.",
+    )
+    api_forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        pattern=r"^[0-9A-Fa-f.:/*, ]{1,2000}$",
+        description="Comma-separated addresses or networks of the proxies whose forwarded "
+        "headers are trusted when api_proxy_headers is on ('*': any). Also "
+        "`hybridq api --forwarded-allow-ips`.",
     )
     api_max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Larger request bodies get 413 before they are parsed."
@@ -147,3 +191,51 @@ class Settings(BaseSettings):
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Least severe level logged."
     )
     handlers_module: str = Field("handlers", description="Module whose register(runner) is used.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        _check_url(value, ("postgresql", "postgres"), "postgresql://user:password@host:5432/db")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        _check_url(value, ("redis", "rediss", "unix"), "redis://host:6379/0")
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _token_entries(cls, value: Any) -> Any:
+        """A JSON list from the environment (decoded here, so that a bad value is one clear
+        line rather than the settings library's parse error); every entry well-formed. An
+        error names an entry by position, never by content."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError(
+                    "is not JSON: set it to a JSON list, e.g. '[\"<sha256 hex>:admin\"]'"
+                ) from None
+        if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+            raise ValueError(f"must be a JSON list of strings: {_ENTRY_FIX}")
+        for position, entry in enumerate(value):
+            if not TOKEN_ENTRY.fullmatch(entry):
+                raise ValueError(f"entry {position} is malformed: {_ENTRY_FIX}")
+        return value
+
+
+def _check_url(url: str, schemes: tuple[str, ...], example: str) -> None:
+    """Raises ValueError naming what is wrong with ``url`` (never its password) and the
+    shape it should have."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ValueError(
+            f"scheme must be {' or '.join(s + '://' for s in schemes)}, got "
+            f"{parts.scheme + '://' if parts.scheme else 'none'} (e.g. {example})"
+        )
+    hosts = parts.netloc.rpartition("@")[2]
+    for host in hosts.split(","):  # libpq accepts host1:5432,host2:5433
+        port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"port must be a number 1..65535, got {port!r} (e.g. {example})")

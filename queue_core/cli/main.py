@@ -1,8 +1,9 @@
 """The ``hybridq`` command. Each subcommand (parsed as cli_parser.py defines it) calls one
 function here, or in cli_ops.py for the operator commands.
 
-Exit codes: 0 success; 1 the operation failed (e.g. job not found); 2 bad arguments or
-input; 3 PostgreSQL or Redis unreachable.
+Exit codes: 0 success; 1 the operation failed (e.g. job not found); 2 bad arguments, input,
+configuration or environment (a setting, an unmigrated schema, the API's port in use); 3
+PostgreSQL or Redis unreachable.
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from queue_core.connect import connect
 from queue_core.contracts import load_contracts, load_register, shape_of
-from queue_core.errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
+from queue_core.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    HandlerNotFound,
+    InvalidJob,
+    QueueError,
+)
 from queue_core.settings import Settings
 from queue_core.store import migrate
 from queue_core.telemetry.logs import configure_logging
@@ -28,6 +36,7 @@ from queue_core.telemetry.metrics import Metrics
 
 from . import ops as cli_ops
 from . import parser as cli_parser
+from . import preflight
 
 EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
 EXIT_USAGE = cli_parser.EXIT_USAGE
@@ -44,19 +53,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = Settings()
     except ValidationError as exc:
         _fail(EXIT_USAGE, f"invalid configuration: {_first_error(exc)}")
+    except SettingsError as exc:  # a value the settings library itself could not decode
+        _fail(EXIT_USAGE, f"invalid configuration: {exc}")
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
     func: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.func
     try:
-        code = _run(func(args, settings))
+        code = _run(_checked(func, args, settings))
     except BackendUnavailable as exc:
         _fail(EXIT_UNAVAILABLE, str(exc))
-    except (InvalidJob, HandlerNotFound) as exc:
+    except (InvalidJob, HandlerNotFound, ConfigurationError) as exc:
         _fail(EXIT_USAGE, str(exc))
     except QueueError as exc:
         _fail(EXIT_FAILED, str(exc))
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+async def _checked(
+    func: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
+    args: argparse.Namespace,
+    settings: Settings,
+) -> int:
+    """``func`` after the checks of what it needs (PREFLIGHT), if anything."""
+    needs = PREFLIGHT.get(func)
+    if needs is not None:
+        await preflight.check_backends(settings, needs)
+    return await func(args, settings)
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,30 +145,47 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from hybridq_api.app import create_app
 
+    overrides: dict[str, Any] = {}
     if args.handlers is not None:
-        settings = settings.model_copy(update={"handlers_module": args.handlers})
+        overrides["handlers_module"] = args.handlers
+    if args.proxy_headers is not None:
+        overrides["api_proxy_headers"] = args.proxy_headers
+    if args.forwarded_allow_ips is not None:
+        overrides["api_forwarded_allow_ips"] = args.forwarded_allow_ips
+    settings = settings.model_copy(update=overrides)
     app = create_app(settings)  # fails here, with one line, on bad config or handlers
+    sock = preflight.bind_socket(args.host, args.port)
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
         log_level="info",
         access_log=False,
+        server_header=False,  # the banner helps an attacker only
+        # Off unless asked: X-Forwarded-Proto from an untrusted client must not make a
+        # plain-http request look like https (the dashboard's Secure cookie decision).
+        proxy_headers=settings.api_proxy_headers,
+        forwarded_allow_ips=settings.api_forwarded_allow_ips,
     )
-    await uvicorn.Server(config).serve()
+    with sock:
+        await uvicorn.Server(config).serve(sockets=[sock])
     return 0
 
 
 async def cmd_token_new(args: argparse.Namespace, settings: Settings) -> int:
-    from hybridq_api.auth import config_entry, new_token
+    from . import tokens  # imports the API's token helpers: only for this command
 
-    if args.user is not None and not 0 < len(args.user) <= 200:
-        raise InvalidJob("--user must be 1..200 characters")
-    token = new_token()
-    print(f"token: {token}")
-    print("add to HYBRIDQ_API_TOKENS (a JSON list; the token itself is not stored):")
-    print(json.dumps(config_entry(token, user_id=args.user, admin=args.admin)))
-    return 0
+    return await tokens.new(args, settings)
+
+
+async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    from . import tokens  # imports the API's token helpers: only for this command
+
+    return await tokens.list_(args, settings)
+
+
+async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from . import tokens  # imports the API's token helpers: only for this command
+
+    return await tokens.revoke(args, settings)
 
 
 async def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
@@ -267,8 +307,13 @@ def _json_default(value: Any) -> Any:
 
 
 def _first_error(exc: ValidationError) -> str:
+    """The first error, named by its environment variable (HYBRIDQ_LEASE_SECONDS)."""
     err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    field = str(err["loc"][0]) if err["loc"] else ""
+    name = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}.get(
+        field, f"HYBRIDQ_{field.upper()}"
+    )
+    return f"{name}: {str(err['msg']).removeprefix('Value error, ')}"
 
 
 def _fail(code: int, message: str) -> NoReturn:
@@ -283,6 +328,8 @@ COMMANDS: cli_parser.Commands = {
     "enqueue": cmd_enqueue,
     "api": cmd_api,
     "token new": cmd_token_new,
+    "token list": cmd_token_list,
+    "token revoke": cmd_token_revoke,
     "contracts": cmd_contracts,
     "get": cmd_get,
     "stats": cmd_stats,
@@ -290,3 +337,18 @@ COMMANDS: cli_parser.Commands = {
     "retry": cmd_retry,
     "purge": cmd_purge,
 }
+
+_BOTH = preflight.Needs()
+PREFLIGHT: dict[Callable[..., Coroutine[Any, Any, int]], preflight.Needs] = {
+    cmd_worker: _BOTH,
+    cmd_reconcile: _BOTH,
+    cmd_enqueue: _BOTH,
+    cmd_get: _BOTH,
+    cmd_stats: _BOTH,
+    cmd_retry: _BOTH,
+    cmd_purge: preflight.Needs(redis=False),
+    # The API starts while a server is down (it answers 503 until it is back); a wrong
+    # database, role or schema is still one line and exit 2.
+    cmd_api: preflight.Needs(start_anyway=True),
+}
+"""What each command needs checked before it starts (tokens check their own table)."""

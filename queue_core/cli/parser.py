@@ -30,7 +30,8 @@ def build(commands: Commands) -> argparse.ArgumentParser:
         prog="hybridq",
         description="hybridq: a job queue durable in PostgreSQL, fast through Redis. "
         "Configuration comes from DATABASE_URL, REDIS_URL and HYBRIDQ_* variables.",
-        epilog="Exit codes: 0 ok, 1 failed, 2 bad arguments or input, 3 backend unreachable.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 bad arguments, input, configuration or "
+        "environment (e.g. a port in use), 3 PostgreSQL or Redis unreachable.",
     )
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
@@ -118,18 +119,59 @@ def build(commands: Commands) -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        default=None,
+        help="behind a TLS-terminating proxy: trust its X-Forwarded-Proto/-For "
+        "(default: HYBRIDQ_API_PROXY_HEADERS or off)",
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="IPS",
+        help="comma-separated proxy addresses or networks whose forwarded headers are "
+        "trusted (default: HYBRIDQ_API_FORWARDED_ALLOW_IPS or 127.0.0.1)",
+    )
     _add_handlers_option(p, "whose job types the API accepts")
     p.set_defaults(func=commands["api"])
 
-    p = sub.add_parser("token", help="API tokens")
+    p = sub.add_parser("token", help="API tokens: new, list, revoke")
     token_sub = p.add_subparsers(
         dest="token_command", required=True, metavar="ACTION", parser_class=_Parser
     )
-    t = token_sub.add_parser("new", help="print a new token and its HYBRIDQ_API_TOKENS entry")
+    t = token_sub.add_parser(
+        "new",
+        help="make a token, store its hash in Postgres, print it once",
+        description="Make a token and store its SHA-256 in Postgres: every API replica "
+        "accepts it within HYBRIDQ_API_TOKEN_CACHE_SECONDS, without a restart. With "
+        "--env-entry, store nothing and print its HYBRIDQ_API_TOKENS entry instead.",
+    )
     who = t.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="USER_ID", help="the token enqueues and reads as USER_ID")
     who.add_argument("--admin", action="store_true", help="the token sees every user's jobs")
+    t.add_argument(
+        "--expires",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="refused after this long: 90d, 12h, 30m (default: never)",
+    )
+    t.add_argument("--name", default=None, metavar="NAME", help="what it is for (shown by list)")
+    t.add_argument(
+        "--env-entry",
+        action="store_true",
+        help="print a HYBRIDQ_API_TOKENS entry; store nothing (no --expires, no --name)",
+    )
     t.set_defaults(func=commands["token new"])
+    t = token_sub.add_parser("list", help="every managed token: id, owner, name, expiry, state")
+    t.add_argument("--json", action="store_true", help="print JSON")
+    t.set_defaults(func=commands["token list"])
+    t = token_sub.add_parser(
+        "revoke", help="revoke a managed token (refused by every replica within seconds)"
+    )
+    t.add_argument("token_id", metavar="ID", help="the token's id, from `hybridq token list`")
+    t.set_defaults(func=commands["token revoke"])
 
     p = sub.add_parser(
         "contracts",

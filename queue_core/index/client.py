@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError, ResponseError
 
-from queue_core.errors import BackendUnavailable
+from queue_core.errors import BackendUnavailable, ConfigurationError
 
 RedisClient = aioredis.Redis
 """The client type, for code above the index that holds one without speaking redis."""
@@ -43,3 +43,25 @@ def create_client(url: str) -> aioredis.Redis:
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         health_check_interval=10,
     )
+
+
+async def check_redis(url: str) -> None:
+    """That the Redis of ``url`` answers a PING. Raises BackendUnavailable if it cannot be
+    reached, ConfigurationError (naming REDIS_URL and the fix) if it refuses the password or
+    the database number."""
+    client = create_client(url)
+    try:
+        await client.ping()
+    except (AuthenticationError, AuthorizationError) as exc:
+        raise ConfigurationError(
+            f"REDIS_URL: Redis refused the login ({exc}): fix the user or password in REDIS_URL"
+        ) from exc
+    except ResponseError as exc:
+        raise ConfigurationError(
+            f"REDIS_URL: Redis refused the connection's set-up ({exc}): check the database "
+            "number (redis://host:6379/0) and the options in REDIS_URL"
+        ) from exc
+    except (RedisError, ConnectionError, OSError, TimeoutError) as exc:
+        raise BackendUnavailable("redis", f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        await client.aclose()

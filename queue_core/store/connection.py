@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from queue_core.errors import BackendUnavailable, DuplicateJob, InvalidJob
+from queue_core.errors import BackendUnavailable, ConfigurationError, DuplicateJob, InvalidJob
 from queue_core.json_values import JSON_MAX_DEPTH, scan_json_text
 from queue_core.models import UNDECODABLE
 
@@ -54,6 +54,20 @@ async def translate_errors() -> AsyncIterator[None]:
         raise InvalidJob(f"rejected by the jobs table: {exc}") from exc
     except asyncpg.DataError as exc:
         raise InvalidJob(f"rejected by PostgreSQL: {exc}") from exc
+    except asyncpg.UndefinedTableError as exc:
+        raise ConfigurationError(
+            f"{exc} in the schema HYBRIDQ_DB_SCHEMA names (default: the search_path): run "
+            "`hybridq migrate`, or set HYBRIDQ_DB_SCHEMA to the schema you migrated"
+        ) from exc
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise ConfigurationError(
+            f"DATABASE_URL: {exc}: create that database, or fix its name in DATABASE_URL"
+        ) from exc
+    except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as exc:
+        raise ConfigurationError(
+            f"DATABASE_URL: PostgreSQL refused the login ({exc}): fix the user or password "
+            "in DATABASE_URL"
+        ) from exc
     except RETRYABLE_ERRORS as exc:
         # A lost or broken connection, a deadlock, a serialization failure: nothing was
         # written, and the same statement may succeed when tried again.

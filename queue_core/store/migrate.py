@@ -13,6 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
+from queue_core.errors import ConfigurationError
+
 from .connection import translate_errors
 
 log = logging.getLogger(__name__)
@@ -88,3 +90,28 @@ async def migrate(database_url: str, schema: str | None = None) -> list[str]:
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+async def check_schema(database_url: str, schema: str | None = None) -> None:
+    """That Postgres answers and ``schema`` (default: the search_path's) holds every bundled
+    migration. Raises BackendUnavailable if Postgres cannot be reached, ConfigurationError
+    (naming the setting and the fix) for a wrong database, role, password or schema."""
+    async with translate_errors():
+        conn = await asyncpg.connect(
+            database_url, server_settings={"search_path": schema} if schema else None
+        )
+        try:
+            where = schema or await conn.fetchval("SELECT current_schema()") or "(none)"
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                raise ConfigurationError(
+                    f"the jobs table does not exist in schema {where}: run `hybridq migrate`, "
+                    "or set HYBRIDQ_DB_SCHEMA to the schema you migrated"
+                )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        finally:
+            await conn.close()
+    missing = [m.version for m in bundled_migrations() if m.version not in done]
+    if missing:
+        raise ConfigurationError(
+            f"schema {where} lacks migration(s) {', '.join(missing)}: run `hybridq migrate`"
+        )

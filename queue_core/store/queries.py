@@ -1,4 +1,6 @@
-"""Named SQL statements from ``sql/queries.sql``, parsed once.
+"""Named SQL statements from the store's ``*.sql`` files (``queries.sql`` for jobs,
+``auth.sql`` for API tokens and dashboard sessions), parsed once; a name is unique across
+them.
 
 A statement starts at a ``-- name: <name>`` line; the comment lines after it say what it is
 for; the statement runs until the next name or the end of the file.
@@ -36,10 +38,19 @@ def parse_queries(text: str) -> dict[str, str]:
     return queries
 
 
+SQL_FILES = ("queries.sql", "auth.sql")
+
+
 @cache
 def load_queries() -> dict[str, str]:
-    text = resources.files("queue_core.store").joinpath("queries.sql").read_text("utf-8")
-    return parse_queries(text)
+    queries: dict[str, str] = {}
+    for name in SQL_FILES:
+        text = resources.files("queue_core.store").joinpath(name).read_text("utf-8")
+        for query, sql in parse_queries(text).items():
+            if query in queries:
+                raise ValueError(f"query {query!r} is defined twice ({name})")
+            queries[query] = sql
+    return queries
 
 
 class Queries:
@@ -49,7 +60,7 @@ class Queries:
         try:
             return load_queries()[name]
         except KeyError:
-            raise AttributeError(f"no query named {name!r} in queries.sql") from None
+            raise AttributeError(f"no query named {name!r} in {SQL_FILES}") from None
 
 
 Q = Queries()

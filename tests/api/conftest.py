@@ -82,7 +82,7 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", timeout=30
+            transport=transport, base_url="http://127.0.0.1", timeout=30
         ) as client:
             yield client
 

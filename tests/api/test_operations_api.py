@@ -258,7 +258,7 @@ async def test_unknown_route_and_method_have_the_error_shape(client: httpx.Async
 
 
 async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
-    schema = (await client.get("/openapi.json")).json()
+    schema = (await client.get("/openapi.json", headers=auth("alice"))).json()
     assert set(schema["paths"]) >= {
         "/jobs", "/jobs/batch", "/jobs/{job_id}", "/jobs/{job_id}/cancel",
         "/jobs/{job_id}/retry", "/stats", "/healthz", "/readyz",
@@ -300,3 +300,24 @@ async def test_job_scheduled_for_the_near_past_is_accepted_as_due(
     response = await client.post("/jobs", json=email_job(scheduled_for=when.isoformat()),
                                  headers=auth("alice"))
     assert response.status_code == 201, response.text
+
+
+async def test_retry_costs_a_rate_limit_token_like_an_enqueue(
+    make_client: ClientFactory, db: asyncpg.Connection
+) -> None:
+    """A cancel-then-retry loop must not re-queue a job while POST /jobs answers 429."""
+    async with make_client(api_rate_limit_per_second=0.01, api_rate_limit_burst=2) as client:
+        job = (await client.post("/jobs", json=email_job(), headers=auth("alice"))).json()
+        statuses = []
+        for _ in range(5):
+            await client.post(f"/jobs/{job['id']}/cancel", headers=auth("alice"))
+            retried = await client.post(f"/jobs/{job['id']}/retry", headers=auth("alice"))
+            statuses.append(retried.status_code)
+        assert statuses == [200, 429, 429, 429, 429], statuses
+        assert_error(retried, 429, "rate_limited")
+        assert int(retried.headers["Retry-After"]) >= 1
+        limited = await client.post("/jobs", json=email_job(), headers=auth("alice"))
+        assert_error(limited, 429, "rate_limited")
+    assert await db.fetchval("SELECT status FROM jobs WHERE id = $1::uuid", job["id"]) == (
+        "cancelled"
+    )

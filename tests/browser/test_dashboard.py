@@ -281,11 +281,13 @@ def test_admin_logs_in_inspects_and_retries_failures(stack: Stack, browser: Brow
     page.click("form.login button")
     expect(page.locator("h1")).to_have_text("Queues")
     [cookie] = browser.context.cookies()
-    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (
+        "hybridq_session",
         True,
         "Strict",
-        "/dashboard",
+        "/",
     )
+    assert cookie["value"] != ADMIN_TOKEN, "the cookie holds a session id, never the token"
     depth = page.locator("table.depth")
     for job_type in ("email_processing", "calendar_sync", "briefing_generation"):
         expect(depth).to_contain_text(job_type)
@@ -334,6 +336,9 @@ def test_admin_logs_in_inspects_and_retries_failures(stack: Stack, browser: Brow
     page.click("#logout")
     expect(page.locator("h1")).to_have_text("Dashboard login")
     assert browser.context.cookies() == []
+    page.goto("/dashboard/failures")
+    expect(page.locator("form.login")).to_be_visible()
+    browser.context.add_cookies([cookie])  # a copy of the cookie, replayed after logout
     page.goto("/dashboard/failures")
     expect(page.locator("form.login")).to_be_visible()
     assert browser.problems == [], browser.problems

@@ -83,7 +83,7 @@ async def test_unreachable_postgres_exits_3_with_one_line(settings: Settings) ->
 
 async def test_invalid_configuration_is_reported(settings: Settings) -> None:
     result = hybridq(settings, "migrate", HYBRIDQ_LEASE_SECONDS="soon")
-    assert_one_line_error(result, 2, "lease_seconds")
+    assert_one_line_error(result, 2, "HYBRIDQ_LEASE_SECONDS")
 
 
 def test_help_lists_every_command() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from queue_core import ports
 from queue_core.index import IndexRepair, RedisIndex
-from queue_core.store import PgStore
+from queue_core.store import PgSessionStore, PgStore, PgTokenStore
 
 
 def public_methods(cls: type) -> set[str]:
@@ -26,6 +26,8 @@ def public_methods(cls: type) -> set[str]:
         (ports.JobStore, PgStore, {"aclose"}),  # its lifecycle is connect()'s
         (ports.ReadyIndex, RedisIndex, {"keys_for"}),  # key names: for the repairs only
         (ports.IndexMaintenance, IndexRepair, set()),
+        (ports.TokenStore, PgTokenStore, set()),
+        (ports.SessionStore, PgSessionStore, set()),
     ],
 )
 def test_port_and_implementation_name_the_same_methods(

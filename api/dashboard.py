@@ -72,7 +72,7 @@ HEADERS = {
 }
 NOTICES = {"retried": "Job queued again.", "cancelled": "Job cancelled."}
 # Job fields shown in their own sections of the detail page rather than the field table.
-BLOCK_FIELDS = ("input", "output", "last_error")
+BLOCK_FIELDS = ("input", "output", "last_error", "error_detail")
 
 
 class DashboardError(Exception):

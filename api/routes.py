@@ -132,14 +132,14 @@ def build_router(
         await rate_limit(b, caller, 1)
         spec = _spec(body, owner_for(caller, body.user_id), raw["input"])
         if idempotency_key is None:
-            return JobOut.of(await b.service.create(**spec))
+            return JobOut.of(await b.service.create(**spec), admin=caller.admin)
         fingerprint = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
         job, created = await b.service.create_once(
             **spec, idempotency_key=idempotency_key, fingerprint=fingerprint
         )
         if not created:
             response.status_code = 200
-        return JobOut.of(job)
+        return JobOut.of(job, admin=caller.admin)
 
     @router.post("/jobs/batch", status_code=201, response_model=BatchOut, tags=["jobs"])
     async def create_jobs(
@@ -163,11 +163,13 @@ def build_router(
             _spec(item, owner_for(caller, item.user_id), sent["input"])
             for item, sent in zip(items, raw, strict=True)
         ]
-        return BatchOut(jobs=[JobOut.of(j) for j in await b.service.create_many(specs)])
+        return BatchOut(
+            jobs=[JobOut.of(j, admin=caller.admin) for j in await b.service.create_many(specs)]
+        )
 
     @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
     async def get_job(job_id: uuid.UUID, b: Backend, caller: Caller) -> JobOut:
-        return JobOut.of(await owned_job(b, caller, job_id))
+        return JobOut.of(await owned_job(b, caller, job_id), admin=caller.admin)
 
     @router.get("/jobs", response_model=JobPage, tags=["jobs"])
     async def list_jobs(
@@ -183,14 +185,16 @@ def build_router(
             user_id=caller.scope, status=status, job_type=job_type, limit=limit, before=cursor
         )
         next_cursor = jobs[-1]["id"] if len(jobs) == limit else None
-        return JobPage(jobs=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
+        return JobPage(
+            jobs=[JobOut.of(j, admin=caller.admin) for j in jobs], next_cursor=next_cursor
+        )
 
     @router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["jobs"])
     async def cancel_job(job_id: uuid.UUID, b: Backend, caller: Caller) -> JobOut:
         """A queued job is cancelled; a running one is cancelled and its handler stopped at
         the worker's next heartbeat. A finished job: 409."""
         await owned_job(b, caller, job_id)
-        return JobOut.of(await b.service.cancel(job_id))
+        return JobOut.of(await b.service.cancel(job_id), admin=caller.admin)
 
     @router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
     async def retry_job(job_id: uuid.UUID, b: Backend, caller: Caller) -> JobOut:
@@ -198,7 +202,7 @@ def build_router(
         rate-limit token, as an enqueue does: it puts a job in the queue."""
         await rate_limit(b, caller, 1)
         await owned_job(b, caller, job_id)
-        return JobOut.of(await b.service.retry(job_id))
+        return JobOut.of(await b.service.retry(job_id), admin=caller.admin)
 
     @router.get("/stats", response_model=StatsOut, tags=["operations"])
     async def stats(b: Backend, caller: Caller) -> StatsOut:
@@ -263,9 +267,7 @@ def build_router(
     return router
 
 
-def _check_inputs(
-    inputs: InputCheck, sent: list[tuple[tuple[str | int, ...], str, Any]]
-) -> None:
+def _check_inputs(inputs: InputCheck, sent: list[tuple[tuple[str | int, ...], str, Any]]) -> None:
     """Raises RequestValidationError (a 422 naming the field) for the first inputs that
     fail InputCheck: (location, job_type, input as sent) per job."""
     errors = [e for loc, job_type, value in sent for e in inputs.errors(job_type, value, loc)]

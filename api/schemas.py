@@ -162,11 +162,23 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="Why the last attempt failed: the error's type and message."
+    )
+    error_detail: str | None = Field(
+        None,
+        description="Where it failed: the innermost frames of the traceback, or the worker "
+        "that lost the lease. Admin tokens only; null for everyone else.",
+    )
 
     @classmethod
-    def of(cls, job: dict[str, Any]) -> JobOut:
-        return cls.model_validate({k: job.get(k) for k in cls.model_fields})
+    def of(cls, job: dict[str, Any], *, admin: bool = False) -> JobOut:
+        """The job as the API shows it; ``error_detail`` only to an admin (it names files,
+        hosts and processes of the deployment)."""
+        fields = {k: job.get(k) for k in cls.model_fields}
+        if not admin:
+            fields["error_detail"] = None
+        return cls.model_validate(fields)
 
 
 class JobPage(BaseModel):

@@ -18,7 +18,9 @@ JSON_MAX_DEPTH = 64
 JSON_MAX_NUMBER_CHARS = 100
 """A number written with more characters than this (sign, digits, exponent) is refused: far
 beyond any 64-bit integer or double, well short of Python's 4,300-digit int parsing limit."""
-_MAX_INT = 10 ** (JSON_MAX_NUMBER_CHARS - 1)  # more digits than the limit allows
+_INT_BOUNDS = (-(10 ** (JSON_MAX_NUMBER_CHARS - 1)), 10**JSON_MAX_NUMBER_CHARS)
+"""Integers strictly between these are written in at most JSON_MAX_NUMBER_CHARS characters
+(a minus sign counts), as scan_json_text counts them."""
 
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 """One encoder for every value: json.dumps with options builds a new one per call."""
@@ -59,7 +61,7 @@ def _check_structure(value: Any, what: str) -> None:
             if isinstance(child, dict | list | tuple):
                 stack.append((child, depth + 1))
             elif isinstance(child, int) and not isinstance(child, bool):
-                if not -_MAX_INT < child < _MAX_INT:
+                if not _INT_BOUNDS[0] < child < _INT_BOUNDS[1]:
                     raise JsonValueError(
                         f"{what} holds a number longer than {JSON_MAX_NUMBER_CHARS} characters"
                     )

@@ -51,6 +51,25 @@ def test_values_breaking_a_limit_are_refused_with_the_reason(value: Any, reason:
         encode_json(value, "output")
 
 
+@pytest.mark.parametrize(
+    ("number", "fits"),
+    [
+        (10**JSON_MAX_NUMBER_CHARS - 1, True),  # 100 digits
+        (10**JSON_MAX_NUMBER_CHARS, False),  # 101
+        (-(10 ** (JSON_MAX_NUMBER_CHARS - 1)) + 1, True),  # a sign and 99 digits
+        (-(10 ** (JSON_MAX_NUMBER_CHARS - 1)), False),  # a sign and 100 digits
+    ],
+)
+def test_the_value_check_and_the_text_scan_agree_on_number_length(number: int, fits: bool) -> None:
+    text = json.dumps({"n": number}).encode()
+    assert (scan_json_text(text) is None) is fits
+    if fits:
+        encode_json({"n": number}, "input")
+    else:
+        with pytest.raises(JsonValueError):
+            encode_json({"n": number}, "input")
+
+
 def test_a_text_within_the_limits_passes_the_scan() -> None:
     text = json.dumps({"job_type": "x", "input": nested(JSON_MAX_DEPTH - 1), "n": 12345})
     assert scan_json_text(text.encode()) is None

@@ -16,9 +16,12 @@ from .errors import (
     JobNotFound,
     JobStateConflict,
     LeaseLost,
+    NoCurrentJob,
     PermanentJobError,
     QueueError,
+    WaitTimeout,
 )
+from .live import emit, progress
 from .models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus
 from .settings import Settings
 from .worker.runner import JobRunnerService
@@ -37,11 +40,15 @@ __all__ = [
     "JobStateConflict",
     "JobStatus",
     "LeaseLost",
+    "NoCurrentJob",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "PermanentJobError",
     "Queue",
     "QueueError",
+    "WaitTimeout",
     "Settings",
     "connect",
+    "emit",
+    "progress",
 ]

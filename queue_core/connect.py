@@ -22,6 +22,7 @@ from .contracts import ContractRegistry
 from .enqueue.committed_jobs import index_committed_jobs
 from .enqueue.service import JobService
 from .index import IndexRepair, RedisClient, RedisIndex, create_client
+from .index.events import EventHub, EventPublisher
 from .maintenance.reconciler import Reconciler
 from .maintenance.scheduler import PeriodicScheduler
 from .periodic import PeriodicJob
@@ -43,6 +44,8 @@ class Queue:
     store: PgStore
     index: RedisIndex
     job_service: JobService
+    events: EventPublisher
+    hub: EventHub
     metrics: Metrics | None = None
 
     @property
@@ -63,6 +66,7 @@ class Queue:
         )
         options.setdefault("rebuild_index", self._rebuild_index)
         options.setdefault("metrics", self.metrics)
+        options.setdefault("events", self.events)
         options.setdefault(
             "index_committed_jobs",
             partial(index_committed_jobs, self.store, self.index, self.settings.namespace),
@@ -78,6 +82,7 @@ class Queue:
             self.settings,
             metrics=self.metrics,
             scheduler=PeriodicScheduler(self.job_service, periodic) if periodic else None,
+            events=self.events,
         )
 
     async def _rebuild_index(self, job_types: list[str]) -> bool:
@@ -121,10 +126,16 @@ async def connect(
         acquire_timeout=settings.pool_acquire_timeout_seconds,
     )
     index = RedisIndex(client, settings.namespace)
-    service = JobService(store, index, contracts, metrics=metrics)
+    events = EventPublisher(client, settings.namespace, enabled=settings.events)
+    hub = EventHub(client)
+    service = JobService(
+        store, index, contracts, metrics, events=events, follower=hub if settings.events else None
+    )
     try:
-        yield Queue(settings, store, index, service, metrics)
+        yield Queue(settings, store, index, service, events, hub, metrics)
     finally:
         await service.aclose()  # the jobs created are committed; index them if we can
+        await events.aclose()
+        await hub.aclose()
         await client.aclose()
         await store.aclose()

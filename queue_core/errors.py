@@ -59,3 +59,17 @@ class HandlerNotFound(QueueError):
 
 class PermanentJobError(QueueError):
     """Raised by a handler to fail the job at once, without retry."""
+
+
+class WaitTimeout(QueueError):
+    """``JobService.wait()`` gave up: the job was not finished within the timeout.
+    ``job`` is its state at that moment."""
+
+    def __init__(self, message: str, *, job: dict[str, object]) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class NoCurrentJob(QueueError):
+    """``progress()`` or ``emit()`` was called outside an async handler run by a worker (they
+    report for the job being run, and there is none)."""

@@ -93,6 +93,27 @@ def rate_limit_key(namespace: str, bucket: str) -> str:
     return f"{{{namespace}:rate}}:{bucket}"
 
 
+def events_stream(namespace: str, job_type: str, job_id: str) -> str:
+    """The stream of what a job's handler emitted (``emit()``): under its type's hash tag,
+    so one XREAD can follow many jobs of a type on a Redis Cluster."""
+    return f"{{{namespace}:{job_type}}}:events:{job_id}"
+
+
+def job_channel(namespace: str, job_id: str) -> str:
+    """Pub/sub: status and progress changes of one job (wait(), a job's SSE stream)."""
+    return f"{namespace}:job:{job_id}"
+
+
+def user_channel(namespace: str, user_id: str | None) -> str:
+    """Pub/sub: status changes of one owner's jobs (GET /events); '' for jobs without one."""
+    return f"{namespace}:user:{user_id or ''}"
+
+
+def every_user_channel(namespace: str) -> str:
+    """The pattern of every owner's channel (an admin's GET /events)."""
+    return f"{namespace}:user:*"
+
+
 def index_key_pattern(namespace: str) -> str:
     """SCAN pattern matching every ready and scheduled set of the namespace."""
     return f"{{{namespace}:*}}:*"

@@ -205,12 +205,22 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """The latest progress a running attempt reported (queue_core.progress)."""
+
+    attempt: Attempt
+    fraction: float
+    message: str
+
+
+@dataclass(frozen=True)
 class RescuedLease:
     """A running job whose lease expired, put back by the reconciler: ``status`` is queued
     (a retry remains; ``entry`` goes back to the index) or failed."""
 
     entry: IndexEntry
     status: JobStatus
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -237,3 +247,28 @@ class PoppedId:
     job_type: str
     id: uuid.UUID
     score: int
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A change of a job that live readers (wait(), SSE) are told of, after the Postgres
+    commit that made it: ``kind`` is "status" (``status`` and ``attempts`` set) or
+    "progress" (``progress`` and ``message`` set)."""
+
+    job_id: str
+    job_type: str
+    user_id: str | None
+    kind: str = "status"
+    status: str | None = None
+    attempts: int | None = None
+    progress: float | None = None
+    message: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON sent on the channels (and in SSE ``status`` / ``progress`` events)."""
+        body: dict[str, Any] = {"job_id": self.job_id, "kind": self.kind}
+        if self.kind == "status":
+            body.update(status=self.status, attempts=self.attempts)
+        else:
+            body.update(progress=self.progress, message=self.message)
+        return body

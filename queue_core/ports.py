@@ -26,8 +26,10 @@ from .models import (
     IndexEntry,
     Job,
     JobCount,
+    JobEvent,
     NewJob,
     PoppedId,
+    Progress,
     RescuedLease,
     RetryLater,
 )
@@ -92,6 +94,9 @@ class OutcomeStore(Protocol):
     async def note_errors(self, failures: Sequence[Failure]) -> set[uuid.UUID]:
         """last_error of attempts still running (past their timeout), status unchanged."""
 
+    async def write_progress(self, updates: Sequence[Progress]) -> set[uuid.UUID]:
+        """The latest progress of attempts still running."""
+
 
 class MaintenanceStore(Protocol):
     """What the reconciler and the operator commands need."""
@@ -154,6 +159,28 @@ class ReadyIndex(Protocol):
         """(ready, scheduled) ids indexed per job type."""
 
     async def ping(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where committed changes are told to live readers (index/events.py: Redis pub/sub and
+    streams). Returns at once; delivery is best effort, Postgres stays the truth."""
+
+    def publish(self, events: Sequence[JobEvent]) -> None: ...
+    def append(self, job_type: str, job_id: str, data_json: str) -> None: ...
+
+
+class EventFollower(Protocol):
+    """How a process follows live events (index/events.py's EventHub)."""
+
+    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
+        """Follow these channels for the block; raises BackendUnavailable('redis')."""
+
+
+class Subscription(Protocol):
+    overflowed: bool  # the reader fell behind and missed messages
+
+    async def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next message (decoded JSON), or None after ``timeout`` seconds."""
 
 
 class IndexMaintenance(Protocol):

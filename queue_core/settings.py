@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     retention_batch_per_run: int = Field(
         10_000, ge=0, description="Jobs one reconciler run deletes at most (0: keep all)."
     )
+    events: bool = Field(
+        True,
+        description="Tell live readers (wait(), the API's Server-Sent Events, the dashboard) "
+        "of job changes through Redis pub/sub and per-job streams; off: they poll Postgres.",
+    )
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers).")
     log_level: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Least severe level logged."

@@ -24,13 +24,14 @@ from queue_core.errors import (
     JobStateConflict,
 )
 from queue_core.ids import uuid7
-from queue_core.models import IndexEntry, Job, JobStatus, NewJob, parse_job_id
-from queue_core.ports import EnqueueStore, ReadyIndex
+from queue_core.models import IndexEntry, Job, JobEvent, JobStatus, NewJob, parse_job_id
+from queue_core.ports import EnqueueStore, EventFollower, EventSink, ReadyIndex
 from queue_core.telemetry.metrics import Metrics
 
 from .committed_jobs import channel_name, encode_payloads
 from .group_commit import GroupCommit
 from .index_writer import IndexWriter
+from .waiting import wait_for_job
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,19 @@ class JobService:
         index: ReadyIndex,
         contracts: ContractRegistry | None = None,
         metrics: Metrics | None = None,
+        *,
+        events: EventSink | None = None,
+        follower: EventFollower | None = None,
     ) -> None:
         """With ``contracts``, create() also rejects job types nobody registered and input
-        that breaks a type's declared model (what the API does)."""
+        that breaks a type's declared model (what the API does). ``events`` is told of the
+        status changes made here; ``follower`` lets wait() follow a job live."""
         self.store = store
         self.index = index
         self.contracts = contracts
         self.metrics = metrics
+        self.events = events
+        self.follower = follower
         self._group_commit = GroupCommit(self._insert_and_index)
         self._index_writer = IndexWriter(index)
 
@@ -70,6 +77,35 @@ class JobService:
         there). create() returns at the Postgres commit and indexes in the background;
         call this where the next step needs the index (tests, a script about to exit)."""
         await self._index_writer.flush()
+
+    async def wait(self, job_id: Any, timeout: float = 30.0) -> Job:
+        """The job once it is finished (succeeded, failed or cancelled), as soon as that is
+        committed: followed live through Redis, or by polling Postgres while Redis is
+        unreachable. Raises WaitTimeout (``.job``: its state then) after ``timeout`` seconds,
+        JobNotFound for no such job, InvalidJob for a timeout that is not a positive
+        number of seconds."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise InvalidJob(f"timeout must be a positive number of seconds, got {timeout!r}")
+        job_id = str(parse_job_id(job_id))
+        return await wait_for_job(
+            self.get, self.follower, self.index.namespace, job_id, float(timeout)
+        )
+
+    def _tell(self, jobs: Sequence[Job], status: str) -> None:
+        """Live readers hear of these committed changes (best effort, in the background)."""
+        if self.events is not None and jobs:
+            self.events.publish(
+                [
+                    JobEvent(
+                        j["id"],
+                        j["job_type"],
+                        j.get("user_id"),
+                        status=status,
+                        attempts=j["attempts"],
+                    )
+                    for j in jobs
+                ]
+            )
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Finish the background index writes, for at most ``timeout`` seconds."""
@@ -145,6 +181,7 @@ class JobService:
         job = await self.store.insert_job_once(new, idempotency_key, fingerprint)
         if job is not None:
             self._count_enqueued([job])
+            self._tell([job], "queued")
             self._index_writer.submit([index_entry(job, deferred=True)])
             return job, True
         existing = await self.store.get_job_by_idempotency_key(user_id, idempotency_key)
@@ -202,6 +239,7 @@ class JobService:
             raise self._conflict(await self.get(job_id), "cancel")
         entries = [index_entry(job, deferred=False)]
         await self._index_quietly("remove_jobs", self.index.remove_jobs, entries)
+        self._tell([job], "cancelled")
         return job
 
     async def retry(self, job_id: Any) -> Job:
@@ -212,6 +250,7 @@ class JobService:
             raise self._conflict(await self.get(job_id), "retry")
         entries = [index_entry(job, deferred=False)]
         await self._index_quietly("add_jobs", self.index.add_jobs, entries)
+        self._tell([job], "queued")
         return job
 
     async def _insert(self, new_jobs: list[NewJob], connection: Any | None) -> list[Job]:
@@ -235,6 +274,7 @@ class JobService:
             self._index_writer.submit([_entry_of_new(new) for new in new_jobs])
             raise
         self._count_enqueued(jobs)
+        self._tell(jobs, "queued")
         self._index_writer.submit(_entries(jobs, new_jobs))
         return jobs
 

@@ -27,8 +27,8 @@ from datetime import timedelta
 from queue_core import keys
 from queue_core.clock import ServerClock
 from queue_core.keys import IndexedScores, IndexSet, IndexWrites
-from queue_core.models import IndexEntry, JobStatus
-from queue_core.ports import IndexMaintenance, MaintenanceStore, ReadyIndex
+from queue_core.models import IndexEntry, JobEvent, JobStatus
+from queue_core.ports import EventSink, IndexMaintenance, MaintenanceStore, ReadyIndex
 from queue_core.settings import Settings
 from queue_core.telemetry.metrics import Metrics
 
@@ -83,9 +83,11 @@ class Reconciler:
         page_size: int = DEFAULT_PAGE_SIZE,
         metrics: Metrics | None = None,
         scheduler: PeriodicScheduler | None = None,
+        events: EventSink | None = None,
     ) -> None:
         """``scheduler``: the periodic jobs to enqueue at each run (a reconciler without one
-        only repairs)."""
+        only repairs); ``events``: told of the jobs whose expired lease it rescued."""
+        self._events = events
         self.store = store
         self.index = index
         self.repair = repair
@@ -163,6 +165,13 @@ class Reconciler:
             requeued = [r.entry for r in rows if r.status is JobStatus.QUEUED]
             result.leases_rescued += len(requeued)
             result.leases_failed += len(rows) - len(requeued)
+            if self._events is not None:
+                self._events.publish(
+                    [
+                        JobEvent(str(r.entry.id), r.entry.job_type, r.user_id, status=r.status)
+                        for r in rows
+                    ]
+                )
             await self.index.add_jobs(requeued)
             if len(rows) < self.page_size:
                 return

@@ -24,6 +24,7 @@ from queue_core.models import (
     JobCount,
     JobStatus,
     NewJob,
+    Progress,
     RescuedLease,
     RetryLater,
 )
@@ -281,6 +282,20 @@ class PgStore:
             )
         return {r["id"] for r in rows}
 
+    async def write_progress(self, updates: Sequence[Progress]) -> set[uuid.UUID]:
+        """The latest progress of running attempts (fenced); returns the ids written."""
+        updates = sorted(updates, key=lambda u: u.attempt.id)
+        async with translate_errors():
+            rows = await self._pool.fetch(
+                Q.write_progress,
+                [u.attempt.id for u in updates],
+                [u.attempt.attempt for u in updates],
+                [u.attempt.owner for u in updates],
+                [u.fraction for u in updates],
+                [u.message for u in updates],
+            )
+        return {r["id"] for r in rows}
+
     async def extend_leases(
         self, attempts: Sequence[Attempt], lease_seconds: float
     ) -> set[uuid.UUID]:
@@ -333,7 +348,7 @@ class PgStore:
         """One page of expired leases rescued: each job's entry and its new status."""
         async with translate_errors():
             rows = await self._pool.fetch(Q.rescue_expired_leases, limit, backoff_base, backoff_cap)
-        return [RescuedLease(index_entry(r), JobStatus(r["status"])) for r in rows]
+        return [RescuedLease(index_entry(r), JobStatus(r["status"]), r["user_id"]) for r in rows]
 
     async def queued_job_types(self) -> list[str]:
         async with translate_errors():

@@ -105,6 +105,16 @@ FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
 WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id;
 
+-- name: write_progress
+-- The latest progress of attempts still running (fenced): one statement for every job
+-- whose handler reported since the last write.
+UPDATE jobs AS j
+SET progress = r.fraction, progress_message = r.message, progress_at = now()
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::float8[], $5::text[])
+     AS r(id, attempt, owner, fraction, message)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
+RETURNING j.id;
+
 -- name: extend_leases
 -- Heartbeat: extend the leases this worker still holds; returns the ids still held.
 UPDATE jobs AS j
@@ -188,7 +198,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS expired
 WHERE j.id = expired.id
-RETURNING j.id, j.job_type, j.priority, j.scheduled_for, j.status;
+RETURNING j.id, j.job_type, j.priority, j.scheduled_for, j.status, j.user_id;
 
 -- name: queued_job_types
 -- The job types that have queued jobs (a skip scan over jobs_queued_idx).

@@ -15,12 +15,14 @@ import enum
 import logging
 import time
 
+from queue_core.live import bind, unbind
 from queue_core.models import Attempt, Failure
 from queue_core.telemetry.metrics import Metrics
 
 from .executor import Decide, Outcome, OutcomeKind
 from .handler_call import Ended, Raised, Returned, SyncHandlers, TimedOut, call_async, wait_thread
 from .lease_keeper import LeaseKeeper
+from .live_updates import LiveUpdates
 from .outcomes import OutcomeBuffer
 from .running import RunningJob
 
@@ -42,9 +44,12 @@ class Attempts:
         keeper: LeaseKeeper,
         outcomes: OutcomeBuffer,
         sync_handlers: SyncHandlers,
+        live: LiveUpdates,
         worker_id: str,
         metrics: Metrics | None = None,
     ) -> None:
+        """``live`` takes what handlers report (progress, emit) while they run."""
+        self._live = live
         self._decide = decide
         self._keeper = keeper
         self._outcomes = outcomes
@@ -56,7 +61,12 @@ class Attempts:
         """Run one attempt and hand its Outcome to the OutcomeBuffer; log how it ended (one
         INFO line when it succeeded, a WARNING with the error when it failed)."""
         started = time.perf_counter()
-        outcome = await self._run(running)
+        token = bind(running.attempt, running.job, self._live)  # progress(), emit()
+        try:
+            outcome = await self._run(running)
+        finally:
+            unbind(token)
+        await self._live.finish(running.attempt)
         running.decided = True
         if outcome is not None:
             self._log(outcome, time.perf_counter() - started)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from queue_core.contracts import JobContract, describe_validation_error
 from queue_core.errors import PermanentJobError
 from queue_core.json_values import JsonValueError, encode_json
-from queue_core.models import UNDECODABLE, Attempt, Job
+from queue_core.models import UNDECODABLE, Attempt, Job, JobEvent
 from queue_core.retry import RetryPolicy
 
 from .error_text import LAST_ERROR_MAX_CHARS, describe, safe_text
@@ -40,6 +40,22 @@ class Outcome:
     error: str | None = None  # "Type: message": every owner of the job may read it
     detail: str | None = None  # the innermost frames, for admins only
     delay_seconds: float = 0.0
+    user_id: str | None = None  # the job's owner, for the live event of its new status
+
+    def event(self) -> JobEvent:
+        """The status change this outcome makes, once written (for live readers)."""
+        status = {
+            OutcomeKind.SUCCEEDED: "succeeded",
+            OutcomeKind.RETRY: "queued",
+            OutcomeKind.FAILED: "failed",
+        }[self.kind]
+        return JobEvent(
+            str(self.attempt.id),
+            self.job_type,
+            self.user_id,
+            status=status,
+            attempts=self.attempt.attempt,
+        )
 
 
 class Decide:
@@ -76,7 +92,13 @@ class Decide:
             output_json = self._encoded_output(contract, ended.value)
         except (TypeError, JsonValueError) as exc:
             return self.failure(job, attempt, f"InvalidOutput: {exc}")
-        return Outcome(attempt, job["job_type"], OutcomeKind.SUCCEEDED, output_json=output_json)
+        return Outcome(
+            attempt,
+            job["job_type"],
+            OutcomeKind.SUCCEEDED,
+            output_json=output_json,
+            user_id=job.get("user_id"),
+        )
 
     def timed_out(self, contract: JobContract, job: Job, attempt: Attempt) -> Outcome:
         error = f"TimeoutError: handler ran longer than {contract.timeout}s"
@@ -101,8 +123,16 @@ class Decide:
                 error=error,
                 detail=detail,
                 delay_seconds=delay,
+                user_id=job.get("user_id"),
             )
-        return Outcome(attempt, job["job_type"], OutcomeKind.FAILED, error=error, detail=detail)
+        return Outcome(
+            attempt,
+            job["job_type"],
+            OutcomeKind.FAILED,
+            error=error,
+            detail=detail,
+            user_id=job.get("user_id"),
+        )
 
     def _encoded_output(self, contract: JobContract, value: Any) -> str | None:
         """JSON text of a handler's return value (None stores SQL NULL); TypeError or

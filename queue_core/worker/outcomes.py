@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from queue_core.errors import BackendUnavailable
 from queue_core.models import Completion, Failure, RetryLater
-from queue_core.ports import OutcomeStore, ReadyIndex
+from queue_core.ports import EventSink, OutcomeStore, ReadyIndex
 from queue_core.telemetry.metrics import Metrics
 
 from .executor import Outcome, OutcomeKind
@@ -43,10 +43,13 @@ class OutcomeBuffer:
         flush_interval: float,
         batch_max: int,
         on_written: Callable[[list[Outcome]], None],
+        events: EventSink | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        """``events``: told of each status written (after its commit), for live readers."""
         self._store = store
         self._index = index
+        self._events = events
         self._owner = owner
         self._interval = flush_interval
         self._batch_max = batch_max
@@ -185,6 +188,8 @@ class OutcomeBuffer:
             counter.labels(o.job_type).inc()
 
     def _resolve(self, group: list[Outcome], written: set[uuid.UUID]) -> None:
+        if self._events is not None:
+            self._events.publish([o.event() for o in group if o.attempt.id in written])
         done = {id(o) for o in group}
         self._pending = [o for o in self._pending if id(o) not in done]
         if self._metrics is not None:

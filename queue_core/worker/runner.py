@@ -28,8 +28,8 @@ from typing import Any
 
 from queue_core.contracts import ContractRegistry
 from queue_core.errors import BackendUnavailable, HandlerNotFound
-from queue_core.models import Attempt
-from queue_core.ports import JobStore, ReadyIndex
+from queue_core.models import Attempt, JobEvent
+from queue_core.ports import EventSink, JobStore, ReadyIndex
 from queue_core.retry import RetryPolicy
 from queue_core.settings import Settings
 from queue_core.telemetry.metrics import Metrics
@@ -39,6 +39,7 @@ from .claimer import ClaimedJob, Claimer, RebuildIndex
 from .executor import Decide
 from .handler_call import SyncHandlers
 from .lease_keeper import BEAT_SECONDS, KeeperStore, LeaseKeeper
+from .live_updates import LiveUpdates
 from .outcomes import OutcomeBuffer
 from .prefetch import ClaimedAhead, Clock, Waiting, waiting
 from .release import release_jobs
@@ -75,14 +76,16 @@ class JobRunnerService(ContractRegistry):
         worker_id: str | None = None,
         rebuild_index: RebuildIndex | None = None,
         index_committed_jobs: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        events: EventSink | None = None,
         metrics: Metrics | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         """``lease_store()`` opens the lease keeper's own Postgres connection (connect()
         passes store.open_lease_store); ``rebuild_index(types)`` re-indexes types whose
         Redis index was lost; ``index_committed_jobs()`` runs in the background to index
-        jobs created in callers' transactions (enqueue/committed_jobs.py). ``clock``: seconds
-        on a monotonic clock, for the claim-ahead timings."""
+        jobs created in callers' transactions (enqueue/committed_jobs.py); ``events`` is told
+        of status changes and of what handlers report (progress, emit) for live readers.
+        ``clock``: seconds on a monotonic clock, for the claim-ahead timings."""
         super().__init__()  # the job contracts this worker runs (register_handler)
         self.settings = settings or Settings()
         self.worker_id = worker_id or new_worker_id()
@@ -118,8 +121,11 @@ class JobRunnerService(ContractRegistry):
             flush_interval=self.settings.flush_interval_ms / 1000.0,
             batch_max=self.settings.flush_batch_max,
             on_written=lambda written: self._keeper.forget([o.attempt for o in written]),
+            events=events,
             metrics=metrics,
         )
+        self._events = events
+        self._live = LiveUpdates(store, events or _NoEvents())
         self._keeper = LeaseKeeper(
             lease_store,
             self.settings.lease_seconds,
@@ -132,6 +138,7 @@ class JobRunnerService(ContractRegistry):
             self._keeper,
             self._outcomes,
             SyncHandlers(self.concurrency),
+            self._live,
             self.worker_id,
             metrics,
         )
@@ -192,6 +199,7 @@ class JobRunnerService(ContractRegistry):
             asyncio.create_task(self._index.listen(self.job_types, self._claimer.new_work)),
             asyncio.create_task(self._outcomes.run()),
             asyncio.create_task(self._beat()),
+            asyncio.create_task(self._live.run()),
         ]
         if self._index_committed_jobs is not None:
             background.append(asyncio.create_task(self._index_committed_jobs()))
@@ -332,6 +340,8 @@ class JobRunnerService(ContractRegistry):
             self._keeper.hold(c.attempt, c.job["job_type"], final=final)
             self._ahead.push(waiting(c.job, c.attempt, now))
         if claimed:
+            if self._events is not None:
+                self._events.publish([_running(c) for c in claimed])
             self._fill_slots()
 
     def _fill_slots(self) -> None:
@@ -416,3 +426,24 @@ class JobRunnerService(ContractRegistry):
     async def _wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
+
+
+def _running(claimed: ClaimedJob) -> JobEvent:
+    job = claimed.job
+    return JobEvent(
+        str(claimed.attempt.id),
+        job["job_type"],
+        job.get("user_id"),
+        status="running",
+        attempts=claimed.attempt.attempt,
+    )
+
+
+class _NoEvents:
+    """An EventSink that tells nobody (a runner built without one, in tests)."""
+
+    def publish(self, events: object) -> None:
+        pass
+
+    def append(self, job_type: str, job_id: str, data_json: str) -> None:
+        pass

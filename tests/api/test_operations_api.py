@@ -84,9 +84,16 @@ async def test_stats_counts_jobs_by_type_and_status(
         emails[2]["id"],
     )
 
-    response = await client.get("/stats", headers=auth("admin"))
-    assert response.status_code == 200, response.text
-    by_type = {t["job_type"]: t for t in response.json()["job_types"]}
+    # create() returns at the commit and indexes in the background: let the index settle
+    deadline = time.monotonic() + 5
+    while True:
+        response = await client.get("/stats", headers=auth("admin"))
+        assert response.status_code == 200, response.text
+        by_type = {t["job_type"]: t for t in response.json()["job_types"]}
+        indexed = sum(t["ready_in_index"] + t["scheduled_in_index"] for t in by_type.values())
+        if indexed >= 5 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert list(by_type) == ["briefing_generation", "calendar_sync", "email_processing"]
 
     email = by_type["email_processing"]

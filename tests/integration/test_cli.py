@@ -128,3 +128,12 @@ def test_contracts_prints_every_example_job_type_with_its_input_shape() -> None:
     assert set(contracts) == {"email_processing", "calendar_sync", "briefing_generation"}
     assert contracts["email_processing"]["input_schema"]["required"] == ["message_id"]
     assert contracts["calendar_sync"]["handler"] == "handlers.job_handlers.handle_calendar_sync"
+
+
+def test_the_installed_hybridq_command_runs() -> None:
+    """The console script pyproject declares (what the README, compose and the image run),
+    not only ``python -m queue_core``."""
+    script = Path(sys.executable).with_name("hybridq")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: hybridq")

@@ -34,10 +34,16 @@ class JsonValueError(ValueError):
     """The value breaks one of the limits above; the message says which and where."""
 
 
-def encode_json(value: Any, what: str) -> str:
+JSON_MAX_ITEMS = 1_000_000
+"""Values (object members and array elements) in one stored value at most: each takes at
+least a byte of JSON, so a value past this is too large anyway, and the check stops there
+instead of walking a list of lists of a million elements."""
+
+
+def encode_json(value: Any, what: str, max_items: int = JSON_MAX_ITEMS) -> str:
     """JSON text of ``value`` (compact, ASCII), after checking every limit. ``what`` names the
     value in errors ("input", "output"). Raises JsonValueError."""
-    _check_structure(value, what)
+    _check_structure(value, what, max_items)
     try:
         text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
@@ -49,14 +55,26 @@ def encode_json(value: Any, what: str) -> str:
     return text
 
 
-def _check_structure(value: Any, what: str) -> None:
-    """Depth and number size, walking containers only (scalars cost nothing here)."""
+def _check_structure(value: Any, what: str, max_items: int) -> None:
+    """Depth, size, keys and number size, walking containers only (scalars cost nothing)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
+    items = 0
     while stack:
         item, depth = stack.pop()
         if depth > JSON_MAX_DEPTH:
             raise JsonValueError(f"{what} is nested deeper than {JSON_MAX_DEPTH} levels")
-        children = item.values() if isinstance(item, dict) else item
+        items += len(item)
+        if items > max_items:
+            raise JsonValueError(f"{what} holds more than {max_items} values: too large")
+        if isinstance(item, dict):
+            if not all(type(key) is str for key in item):
+                raise JsonValueError(
+                    f"{what} has an object key that is not a string (JSON keys are strings; "
+                    "1 and '1' would become the same key)"
+                )
+            children = item.values()
+        else:
+            children = item
         for child in children:
             if isinstance(child, dict | list | tuple):
                 stack.append((child, depth + 1))

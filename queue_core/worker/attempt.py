@@ -64,6 +64,16 @@ class Attempts:
         token = bind(running.attempt, running.job, self._live)  # progress(), emit()
         try:
             outcome = await self._run(running)
+        except Exception as exc:  # a bug, or objects a handler made that break our own code
+            log.exception(
+                "the attempt's end could not be processed; it fails",
+                extra={"action": "attempt", "job_id": str(running.attempt.id)},
+            )
+            outcome = self._decide.failure(
+                running.job,
+                running.attempt,
+                f"InternalError: the attempt's end could not be processed ({_name(exc)})",
+            )
         finally:
             unbind(token)
         await self._live.finish(running.attempt)
@@ -82,9 +92,10 @@ class Attempts:
         started = time.perf_counter()
         ended: Ended | TimedOut
         if contract.is_async:
-            ended = await call_async(contract.handler, job, attempt, contract.timeout)
+            # The handler gets a copy: what it does to the dict cannot change our decisions.
+            ended = await call_async(contract.handler, dict(job), attempt, contract.timeout)
         else:
-            running.thread = await self._sync_handlers.start(contract.handler, job)
+            running.thread = await self._sync_handlers.start(contract.handler, dict(job))
             ended = await wait_thread(running.thread, contract.timeout)
         if self._metrics is not None:
             self._metrics.handler_seconds.labels(running.job_type).observe(
@@ -207,3 +218,10 @@ class Attempts:
                 await self._outcomes.add(self._decide.ended(r.contract, r.job, r.attempt, ended))
                 return AfterCancel.RECORDED
         return AfterCancel.GIVE_BACK
+
+
+def _name(exc: BaseException) -> str:
+    try:
+        return str(type(exc).__qualname__)
+    except Exception:  # a hostile type
+        return "Exception"

@@ -84,6 +84,23 @@ class Decide:
     def ended(
         self, contract: JobContract, job: Job, attempt: Attempt, ended: Returned | Raised
     ) -> Outcome:
+        """The Outcome of what the handler returned or raised. What it returned or raised
+        is the handler's object and may misbehave when looked at (a hostile ``__class__``,
+        ``items()``, ``__iter__``...): that fails the attempt too."""
+        try:
+            return self._ended(contract, job, attempt, ended)
+        except Exception as exc:
+            what = "returned" if isinstance(ended, Returned) else "raised"
+            return self.failure(
+                job,
+                attempt,
+                f"InvalidOutput: what the handler {what} could not be read "
+                f"({describe(exc)[0][:200]})",
+            )
+
+    def _ended(
+        self, contract: JobContract, job: Job, attempt: Attempt, ended: Returned | Raised
+    ) -> Outcome:
         if isinstance(ended, Raised):
             message, detail = describe(ended.error)
             permanent = isinstance(ended.error, PermanentJobError)
@@ -146,7 +163,7 @@ class Decide:
                 contract.output_model.model_validate(value)
             except ValidationError as exc:
                 raise TypeError(f"breaks its contract: {describe_validation_error(exc)}") from None
-        text = encode_json(value, "output")
+        text = encode_json(value, "output", max_items=self.max_output_bytes)
         if len(text) > self.max_output_bytes:  # ASCII: one byte per character
             raise TypeError(
                 f"output is {len(text)} bytes as JSON, over HYBRIDQ_MAX_OUTPUT_BYTES "

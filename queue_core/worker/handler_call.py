@@ -59,8 +59,8 @@ async def call_async(
 
 
 async def _guarded(handler: Callable[[Job], Awaitable[Any]], job: Job, attempt: Attempt) -> Ended:
-    # Found on the stack by the lease keeper when this handler blocks the loop.
-    __hybridq_attempt__ = attempt  # noqa: F841
+    # The lease keeper finds this frame (by GUARDED_CODE) when the handler blocks the loop,
+    # and reads ``attempt`` from it.
     try:
         value = await handler(job)
     except asyncio.CancelledError as exc:
@@ -71,6 +71,10 @@ async def _guarded(handler: Callable[[Job], Awaitable[Any]], job: Job, attempt: 
     except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the attempt fails
         return Raised(exc)
     return Returned(value)
+
+
+GUARDED_CODE = _guarded.__code__
+"""The code of the frame that runs every async handler (lease_keeper.py looks for it)."""
 
 
 class SyncHandlers:

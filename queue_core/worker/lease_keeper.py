@@ -37,6 +37,8 @@ from typing import Protocol
 from queue_core.errors import BackendUnavailable
 from queue_core.models import Attempt, Completion, Failure, RetryLater
 
+from .handler_call import GUARDED_CODE
+
 log = logging.getLogger(__name__)
 
 BEAT_SECONDS = 0.2
@@ -224,7 +226,7 @@ class LeaseKeeper:
                     try:
                         store = await self._open_store()
                         delay = 0.1
-                    except BackendUnavailable as exc:
+                    except Exception as exc:  # unreachable, or refused: try again later
                         log.warning(
                             "lease keeper cannot reach postgres; retrying",
                             extra={"action": "extend_leases", "error": str(exc)},
@@ -249,6 +251,10 @@ class LeaseKeeper:
                     await _close_quietly(store)
                     store = None
                     continue
+                except Exception:  # whatever else happens here, the keeper must go on
+                    log.exception(
+                        "lease keeper round failed; going on", extra={"action": "extend_leases"}
+                    )
                 await asyncio.sleep(BEAT_SECONDS)
         finally:
             if store is not None:
@@ -352,12 +358,14 @@ class LeaseKeeper:
         )
 
     def _blocking_attempt(self) -> Attempt | None:
-        """The attempt whose handler is on the main thread's stack right now, if any."""
+        """The attempt whose handler is on the main thread's stack right now, if any: the
+        local of handler_call's own frame that runs every handler (no other frame's locals
+        are read: a handler's could be an object of its own)."""
         frame: FrameType | None = sys._current_frames().get(self._main_thread or 0)
         while frame is not None:
-            attempt = frame.f_locals.get("__hybridq_attempt__")
-            if isinstance(attempt, Attempt):
-                return attempt
+            if frame.f_code is GUARDED_CODE:
+                attempt = frame.f_locals.get("attempt")
+                return attempt if type(attempt) is Attempt else None
             frame = frame.f_back
         return None
 

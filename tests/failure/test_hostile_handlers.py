@@ -36,7 +36,7 @@ async def create_mixed(queue: Queue) -> tuple[dict[str, str], list[str]]:
     """Every hostile kind (priority 1: they start first) and the canaries; returns
     {job id: kind} and the canary ids."""
     kinds = {}
-    for kind in [*ASYNC_KINDS, "swallows_cancellation"]:
+    for kind in [*ASYNC_KINDS, "swallows_cancellation", "widens_its_own_retries"]:
         job = await queue.job_service.create("hostile", {"kind": kind}, None, 1, 0)
         kinds[job["id"]] = kind
     for kind in SYNC_KINDS:

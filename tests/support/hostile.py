@@ -50,6 +50,30 @@ def _raise(exc: BaseException) -> Any:
     raise exc
 
 
+class HostileList(list[Any]):
+    def __iter__(self) -> Any:
+        raise RuntimeError("iter says no")
+
+
+class HostileDict(dict[str, Any]):
+    def values(self) -> Any:
+        raise RuntimeError("values says no")
+
+    def items(self) -> Any:
+        raise RuntimeError("items says no")
+
+
+class ClassProperty(Exception):
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:
+        raise RuntimeError("__class__ says no")
+
+
+def _amplified() -> dict[str, Any]:
+    inner = list(range(1_000_000))
+    return {"a": [inner] * 40}  # 40 million values from 8 MB: too large, found fast
+
+
 ASYNC_KINDS: dict[str, Callable[[], Any]] = {
     "nul_output": lambda: {"s": "a\x00b"},
     "surrogate_output": lambda: {"s": "\ud800"},
@@ -66,6 +90,11 @@ ASYNC_KINDS: dict[str, Callable[[], Any]] = {
     "deep_output": lambda: _nested(300),
     "returns_a_list": lambda: [1, 2],
     "returns_nan": lambda: {"f": float("nan")},
+    "returns_hostile_list": lambda: HostileList([1]),
+    "returns_hostile_dict": lambda: HostileDict(a=1),
+    "raises_with_hostile_class": lambda: _raise(ClassProperty("odd")),
+    "colliding_keys": lambda: {1: "a", "1": "b"},
+    "amplified_output": _amplified,
 }
 """Each kind, and what the attempt's last_error must then say."""
 EXPECTED_ERRORS = {
@@ -85,6 +114,12 @@ EXPECTED_ERRORS = {
     "deep_output": "output is nested deeper than 64 levels",
     "returns_a_list": "handler must return a dict or None, got list",
     "returns_nan": "output is not JSON-serialisable",
+    "returns_hostile_list": "handler must return a dict or None, got HostileList",
+    "returns_hostile_dict": "InvalidOutput: what the handler returned could not be read",
+    "raises_with_hostile_class": "what the handler raised could not be read",
+    "colliding_keys": "has an object key that is not a string",
+    "amplified_output": "too large",
+    "widens_its_own_retries": "RuntimeError: retries are mine",
     "sync_sleeps_past_timeout": "TimeoutError: handler ran longer than 1.0s",
     "sync_sys_exit": "SystemExit: 4",
     "sync_keyboard_interrupt": "KeyboardInterrupt",
@@ -103,13 +138,18 @@ def _record(job: dict[str, Any], started: float) -> None:
 
 async def handle_hostile(job: dict[str, Any]) -> Any:
     started = time.time()
+    record = dict(job)  # what the finally records, whatever the kind does to ``job``
     try:
         kind = job["input"]["kind"]
         if kind == "swallows_cancellation":
             return await _swallow_cancellation(4)
+        if kind == "widens_its_own_retries":  # with max_retries=0: must still fail for good
+            job["max_retries"] = 1000  # the dict the worker passed
+            job.clear()
+            raise RuntimeError("retries are mine")
         return ASYNC_KINDS[kind]()
     finally:
-        _record(job, started)
+        _record(record, started)
 
 
 def handle_hostile_sync(job: dict[str, Any]) -> Any:

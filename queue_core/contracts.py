@@ -102,10 +102,18 @@ class ContractRegistry:
         """Run ``handler(job) -> dict | None`` for jobs of ``job_type``. An attempt that runs
         longer than ``timeout`` seconds fails (and is retried like any failure); input that
         ``input_model`` rejects fails the job without retry; output that ``output_model``
-        rejects fails the attempt."""
-        self._contracts[job_type] = make_contract(
+        rejects fails the attempt. Raises ValueError when ``job_type`` is registered already
+        (a second registration would silently replace the first handler)."""
+        contract = make_contract(
             job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
         )
+        existing = self._contracts.get(job_type)
+        if existing is not None:
+            raise ValueError(
+                f"job type {job_type!r} is registered already (handler "
+                f"{existing.handler_name}); register each job type once"
+            )
+        self._contracts[job_type] = contract
 
     def register_periodic(
         self,
@@ -117,7 +125,10 @@ class ContractRegistry:
         priority: int = 0,
         max_retries: int = 3,
     ) -> None:
-        """Enqueue a ``job_type`` job at every tick of ``cron`` (see periodic.py)."""
+        """Enqueue a ``job_type`` job at every tick of ``cron`` (see periodic.py). Raises
+        InvalidJob for a bad declaration, ValueError when ``name`` is declared already."""
+        if any(p.name == name for p in self.periodic):
+            raise ValueError(f"periodic job {name!r} is declared already; names are unique")
         self.periodic.append(
             make_periodic(
                 name,
@@ -164,9 +175,21 @@ def load_register(module_name: str) -> Callable[[Any], None]:
     return register  # type: ignore[no-any-return]
 
 
+def register_from(module_name: str, registry: ContractRegistry) -> None:
+    """Import ``module_name`` and run its ``register(registry)``. HandlerNotFound when it
+    cannot be imported, defines no register(runner), or its register() rejects one of its
+    own declarations (a type registered twice, a sync handler, a bad cron expression)."""
+    register = load_register(module_name)
+    try:
+        register(registry)
+    except (TypeError, ValueError) as exc:  # InvalidJob is a ValueError too
+        raise HandlerNotFound(f"handlers module {module_name!r}: {exc}") from exc
+
+
 def load_contracts(module_name: str) -> ContractRegistry:
+    """The job types and periodic jobs ``module_name`` declares (see register_from)."""
     registry = ContractRegistry()
-    load_register(module_name)(registry)
+    register_from(module_name, registry)
     return registry
 
 

@@ -48,7 +48,8 @@ class BackendUnavailable(QueueError):
 
 
 class HandlerNotFound(QueueError):
-    """A handler module did not define ``register(runner)``, or no handler is registered."""
+    """A handlers module could not be imported, did not define ``register(runner)``, or its
+    ``register`` rejected one of its own declarations; or no handler is registered."""
 
 
 class PermanentJobError(QueueError):

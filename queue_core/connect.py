@@ -108,7 +108,7 @@ async def connect(
         synchronous_commit=False,
     )
     client = create_client(settings.redis_url)
-    store = PgStore(pool, claim_pool)
+    store = PgStore(pool, claim_pool, schema=settings.db_schema)
     index = RedisIndex(client, settings.namespace)
     service = JobService(store, index, contracts, metrics=metrics)
     try:

@@ -30,7 +30,7 @@ from queue_core.models import (
 )
 
 from .connection import CONNECTION_ERRORS, translate_errors
-from .queries import Q
+from .queries import Q, in_schema
 from .rows import index_entry, job_from_record, new_job_row
 
 _AFTER_EVERY_UUID = uuid.UUID(int=(1 << 128) - 1)
@@ -48,20 +48,36 @@ class PgStore:
     enqueue, waits for the WAL flush.
     """
 
-    def __init__(self, pool: asyncpg.Pool, claim_pool: asyncpg.Pool | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        claim_pool: asyncpg.Pool | None = None,
+        *,
+        schema: str | None = None,
+    ) -> None:
+        """``schema``: where the tables are (Settings.db_schema), when not on the server's
+        search_path. The pools set their own search_path; only statements on a caller's
+        connection name it (see insert_jobs)."""
         self.pool = pool
         self.claim_pool = claim_pool or pool
+        self.schema = schema
 
     async def insert_jobs(
         self, jobs: Sequence[NewJob], connection: asyncpg.Connection | None = None
     ) -> list[Job]:
-        """Insert and return the jobs as stored, in the given order."""
+        """Insert and return the jobs as stored, in the given order. On ``connection`` (the
+        caller's, inside its transaction) the statements name the configured schema, so
+        the caller need not set search_path."""
         target = connection if connection is not None else self.pool
+        single, batch = Q.insert_job, Q.insert_jobs
+        if connection is not None and self.schema is not None:
+            single = in_schema("insert_job", self.schema)
+            batch = in_schema("insert_jobs", self.schema)
         async with translate_errors():
             if len(jobs) == 1:
                 j = jobs[0]
                 decided = await target.fetchrow(
-                    Q.insert_job,
+                    single,
                     j.id,
                     j.job_type,
                     j.input_json,
@@ -72,7 +88,7 @@ class PgStore:
                 )
             else:
                 decided = await target.fetchrow(
-                    Q.insert_jobs,
+                    batch,
                     [j.id for j in jobs],
                     [j.job_type for j in jobs],
                     [j.input_json for j in jobs],

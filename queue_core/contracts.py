@@ -157,6 +157,29 @@ class ContractRegistry:
             raise InvalidJob(f"unknown job_type {job_type!r} (registered: {known})")
         contract.validate_input(input)
 
+    def validate_periodic(self) -> None:
+        """InvalidJob when a periodic job's type is not registered here or its input breaks
+        the type's model: checked once the handlers module has declared everything, so a
+        typo fails at start, not at the first tick."""
+        for periodic in self.periodic:
+            try:
+                self.validate(periodic.job_type, periodic.input)
+            except InvalidJob as exc:
+                raise InvalidJob(f"periodic job {periodic.name!r}: {exc}") from None
+
+
+class UndeclaredContracts(ContractRegistry):
+    """The contracts of a producer that named no handlers module and did not opt out of
+    validation: every create() raises HandlerNotFound saying how to name one. connect()
+    hands it out, so that enqueueing unvalidated is always a decision, never an omission."""
+
+    def validate(self, job_type: str, input: Any) -> None:
+        raise HandlerNotFound(
+            f"cannot validate a {job_type!r} job: no handlers module is known. Name the "
+            "module that registers your job types (connect(handlers='myapp.jobs') or "
+            "HYBRIDQ_HANDLERS_MODULE), or pass connect(validate=False) to enqueue unchecked"
+        )
+
 
 def load_register(module_name: str) -> Callable[[Any], None]:
     """The ``register(runner)`` function of a handlers module. The working directory is
@@ -182,6 +205,7 @@ def register_from(module_name: str, registry: ContractRegistry) -> None:
     register = load_register(module_name)
     try:
         register(registry)
+        registry.validate_periodic()
     except (TypeError, ValueError) as exc:  # InvalidJob is a ValueError too
         raise HandlerNotFound(f"handlers module {module_name!r}: {exc}") from exc
 

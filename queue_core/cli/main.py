@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from queue_core.connect import connect
-from queue_core.contracts import load_contracts, load_register, shape_of
+from queue_core.contracts import load_contracts, load_register, register_from, shape_of
 from queue_core.errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
 from queue_core.settings import Settings
 from queue_core.store import migrate
@@ -69,13 +69,12 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     overrides: dict[str, Any] = {}
     if args.grace is not None:
         overrides["shutdown_grace_seconds"] = args.grace
-    if args.handlers is not None:
-        overrides["handlers_module"] = args.handlers
     settings = settings.model_copy(update=overrides)
-    register = load_register(settings.handlers_module)
+    module = _handlers_module(args, settings, "worker")
+    load_register(module)  # fail on a missing module before connecting
     async with connect(settings, _metrics(args.metrics_port)) as queue:
         runner = queue.runner(concurrency=args.concurrency)
-        register(runner)
+        register_from(module, runner)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
@@ -84,7 +83,7 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    periodic = load_contracts(args.handlers or settings.handlers_module).periodic
+    periodic = load_contracts(_handlers_module(args, settings, "reconcile")).periodic
     async with connect(settings, _metrics(args.metrics_port)) as queue:
         reconciler = queue.reconciler(periodic)
         if args.once:
@@ -108,7 +107,8 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     scheduled_for = None
     if args.delay:
         scheduled_for = datetime.now(UTC) + timedelta(seconds=args.delay)
-    async with connect(settings) as queue:
+    module = None if args.no_validate else _handlers_module(args, settings, "enqueue")
+    async with connect(settings, handlers=module, validate=not args.no_validate) as queue:
         job = await queue.job_service.create(
             job_type=args.job_type,
             input=payload,
@@ -125,8 +125,8 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from hybridq_api.app import create_app
 
-    if args.handlers is not None:
-        settings = settings.model_copy(update={"handlers_module": args.handlers})
+    module = _handlers_module(args, settings, "api")
+    settings = settings.model_copy(update={"handlers_module": module})
     app = create_app(settings)  # fails here, with one line, on bad config or handlers
     config = uvicorn.Config(
         app,
@@ -152,7 +152,7 @@ async def cmd_token_new(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
-    registry = load_contracts(args.handlers or settings.handlers_module)
+    registry = load_contracts(_handlers_module(args, settings, "contracts"))
     if args.format == "json":
         print(
             json.dumps(
@@ -224,6 +224,18 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         statuses=args.status,
         yes=args.yes,
     )
+
+
+def _handlers_module(args: argparse.Namespace, settings: Settings, command: str) -> str:
+    """--handlers, else HYBRIDQ_HANDLERS_MODULE; never an implicit example module."""
+    module: str | None = args.handlers or settings.handlers_module
+    if not module:
+        escape = " (or --no-validate to enqueue unchecked)" if command == "enqueue" else ""
+        raise HandlerNotFound(
+            f"{command} needs the module that registers your job types: pass --handlers "
+            f"MODULE or set HYBRIDQ_HANDLERS_MODULE{escape}"
+        )
+    return module
 
 
 def _metrics(port: int | None) -> Metrics | None:

@@ -113,6 +113,13 @@ def build(commands: Commands) -> argparse.ArgumentParser:
         help=f"retries after the first attempt, 0..{MAX_RETRIES_LIMIT} (default 3)",
     )
     p.add_argument("--user-id", default=None, metavar="USER", help="owner of the job")
+    checked = p.add_mutually_exclusive_group()
+    _add_handlers_option(checked, "whose job types TYPE and --input are validated against")
+    checked.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="enqueue without checking TYPE and --input against any handlers module",
+    )
     p.set_defaults(func=commands["enqueue"])
 
     p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
@@ -239,13 +246,13 @@ def _add_operator_commands(
     p.set_defaults(func=commands["purge"])
 
 
-def _add_handlers_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+def _add_handlers_option(parser: argparse._ActionsContainer, purpose: str) -> None:
     parser.add_argument(
         "--handlers",
         default=None,
         metavar="MODULE",
-        help=f"module defining register(runner), {purpose} "
-        "(default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
+        help=f"the application's module defining register(runner), {purpose} "
+        "(default: HYBRIDQ_HANDLERS_MODULE; one of the two is required)",
     )
 
 

@@ -179,6 +179,8 @@ def api_process(port: int, settings: Settings) -> Iterator[Dashboard]:
         "-m",
         "queue_core",
         "api",
+        "--handlers",
+        "handlers",
         "--host",
         "127.0.0.1",
         "--port",
@@ -228,7 +230,7 @@ async def run_demo(
     """Enqueue the demo jobs and print each as it finishes; True if every one succeeded."""
     if count == 0:
         return True
-    async with connect(settings) as queue:
+    async with connect(settings, handlers="handlers") as queue:
         jobs = await queue.job_service.create_many(demo_specs(count, datetime.now(UTC)))
         print(
             f"enqueued {len(jobs)} demo jobs (the first at priority 100, the last due in 2 s)"

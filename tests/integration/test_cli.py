@@ -33,6 +33,8 @@ async def test_enqueue_then_get_round_trip(queue: Queue) -> None:
         "5",
         "--user-id",
         "u-1",
+        "--handlers",
+        "handlers",
     )
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
@@ -42,7 +44,9 @@ async def test_enqueue_then_get_round_trip(queue: Queue) -> None:
 
 
 async def test_enqueue_with_delay_schedules_the_job(queue: Queue) -> None:
-    result = hybridq(queue.settings, "enqueue", "t", "--input", "{}", "--delay", "60")
+    result = hybridq(
+        queue.settings, "enqueue", "t", "--input", "{}", "--delay", "60", "--no-validate"
+    )
     job = json.loads(result.stdout)
     assert job["scheduled_for"] > job["created_at"]
 
@@ -50,12 +54,12 @@ async def test_enqueue_with_delay_schedules_the_job(queue: Queue) -> None:
 @pytest.mark.parametrize(
     "args, code, text",
     [
-        (["enqueue", "t", "--input", "{bad"], 2, "not valid JSON"),
-        (["enqueue", "t", "--input", "[1]"], 2, "JSON object"),
-        (["enqueue", "t", "--input", "{}", "--priority", "5000"], 2, "priority"),
-        (["enqueue", "t", "--input", "{}", "--priority", "high"], 2, "invalid int"),
-        (["enqueue", "t", "--input", "{}", "--delay", "-3"], 2, "number"),
-        (["enqueue", "bad type", "--input", "{}"], 2, "job_type"),
+        (["enqueue", "t", "--no-validate", "--input", "{bad"], 2, "not valid JSON"),
+        (["enqueue", "t", "--no-validate", "--input", "[1]"], 2, "JSON object"),
+        (["enqueue", "t", "--no-validate", "--input", "{}", "--priority", "5000"], 2, "priority"),
+        (["enqueue", "t", "--no-validate", "--input", "{}", "--priority", "hi"], 2, "invalid int"),
+        (["enqueue", "t", "--no-validate", "--input", "{}", "--delay", "-3"], 2, "number"),
+        (["enqueue", "bad type", "--no-validate", "--input", "{}"], 2, "job_type"),
         (["enqueue", "t"], 2, "--input"),
         (["get", "not-a-uuid"], 1, "no job"),
         (["get", "01900000-0000-7000-8000-000000000000"], 1, "no job"),
@@ -117,7 +121,8 @@ async def test_worker_runs_jobs_and_exits_0_on_sigterm(queue: Queue, tmp_path: P
 
 def test_contracts_prints_every_example_job_type_with_its_input_shape() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "queue_core", "contracts", "--format", "json"],
+        [sys.executable, "-m", "queue_core", "contracts", "--handlers", "handlers", "--format",
+         "json"],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -24,7 +24,7 @@ async def periodic_rows(queue: Queue) -> list[tuple[str, str]]:
 
 
 async def test_two_schedulers_at_once_enqueue_each_tick_exactly_once(queue: Queue) -> None:
-    async with connect(queue.settings) as other:  # a second process's connections
+    async with connect(queue.settings, validate=False) as other:  # a second process's connections
         schedulers = [
             PeriodicScheduler(queue.job_service, [EVERY_5_MIN]),
             PeriodicScheduler(other.job_service, [EVERY_5_MIN]),

@@ -230,3 +230,12 @@ class PoppedId:
     job_type: str
     id: uuid.UUID
     score: int
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    """A worker that announced itself within its announcement's time to live (one lease):
+    which job types it has registered (index/presence.py)."""
+
+    worker_id: str
+    job_types: tuple[str, ...]

@@ -25,6 +25,7 @@ from .models import (
     IndexEntry,
     Job,
     JobCount,
+    LiveWorker,
     NewJob,
     PoppedId,
     RescuedLease,
@@ -149,6 +150,16 @@ class ReadyIndex(Protocol):
 
     async def depths(self, job_types: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(ready, scheduled) ids indexed per job type."""
+
+    async def keep_worker_announced(
+        self, worker_id: str, job_types: Sequence[str], ttl_seconds: float
+    ) -> None:
+        """Announce that this worker runs ``job_types``, renewed until cancelled; the
+        announcement expires ``ttl_seconds`` after the last renewal. Never raises for an
+        unreachable Redis (it retries at the next renewal)."""
+
+    async def live_workers(self) -> list[LiveWorker]:
+        """The workers whose announcement has not expired."""
 
     async def ping(self) -> None: ...
 

@@ -161,6 +161,7 @@ def stats_payload(stats: Sequence[TypeStats]) -> dict[str, object]:
     for t in stats:
         row = asdict(t)
         row["by_status"] = {s.value: t.by_status.get(s, 0) for s in STATUSES}
+        row["queued_without_worker"] = t.queued_without_worker
         rows.append(row)
     return {"job_types": rows}
 
@@ -243,13 +244,14 @@ def _stats_table(
     when there are several types. With ``rates`` (top), throughput columns: succeeded/s
     and failed/s per type, '-' where unknown yet (top's first refresh passes {})."""
     show_rates = rates is not None
-    table = Table(title=title, title_justify="left", caption=None if stats else "no jobs")
+    table = Table(title=title, title_justify="left", caption=_caption(stats))
     table.add_column("job type")
     for status in STATUSES:
         table.add_column(status.value, justify="right")
     table.add_column("ready\n(index)", justify="right")
     table.add_column("scheduled\n(index)", justify="right")
     table.add_column("oldest\nqueued", justify="right")
+    table.add_column("live\nworkers", justify="right")
     if show_rates:
         table.add_column("succeeded/s", justify="right")
         table.add_column("failed/s", justify="right")
@@ -258,10 +260,11 @@ def _stats_table(
         row += [str(t.by_status.get(s, 0)) for s in STATUSES]
         row += [str(t.ready_in_index), str(t.scheduled_in_index)]
         row.append(_age(t.oldest_queued_age_seconds))
+        row.append(str(t.live_workers))
         if show_rates:
             pair = rates.get(t.job_type) if rates else None
             row += [f"{pair[0]:.1f}", f"{pair[1]:.1f}"] if pair else ["-", "-"]
-        table.add_row(*row)
+        table.add_row(*row, style="bold red" if t.queued_without_worker else None)
     if len(stats) > 1:
         table.add_section()
         table.add_row(*_total_row(stats, rates), style="bold")
@@ -276,12 +279,26 @@ def _total_row(
     row += [str(sum(t.scheduled_in_index for t in stats))]
     ages = [t.oldest_queued_age_seconds for t in stats if t.oldest_queued_age_seconds is not None]
     row.append(_age(max(ages) if ages else None))
+    row.append("")  # a worker may serve several types: a sum would count it twice
     if rates:
         row += [f"{sum(r[0] for r in rates.values()):.1f}"]
         row += [f"{sum(r[1] for r in rates.values()):.1f}"]
     elif rates is not None:
         row += ["-", "-"]
     return row
+
+
+def _caption(stats: Sequence[TypeStats]) -> Text | None:
+    """'no jobs', or the warning that queued jobs wait for a worker that is not there."""
+    if not stats:
+        return Text("no jobs")
+    unserved = [t.job_type for t in stats if t.queued_without_worker]
+    if not unserved:
+        return None
+    return Text(
+        f"no live worker has registered: {', '.join(unserved)} (their queued jobs wait)",
+        style="bold red",
+    )
 
 
 def _age(seconds: float | None) -> str:

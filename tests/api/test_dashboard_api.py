@@ -12,6 +12,10 @@ import asyncpg
 import httpx
 from hybridq_api.dashboard import COOKIE
 
+from queue_core import Settings
+from queue_core.index import create_client
+from queue_core.index.presence import announce_worker
+
 from .conftest import DEAD_DATABASE_URL, TOKENS, ClientFactory, auth, email_job
 
 HOSTILE = '<script>alert("x")</script>'
@@ -173,3 +177,26 @@ async def test_dashboard_streamed_body_over_the_limit_is_413(client: httpx.Async
 
     response = await client.post("/dashboard/login", content=chunks())
     assert response.status_code == 413, response.text
+
+
+async def test_dashboard_warns_about_queued_jobs_no_live_worker_runs(
+    client: httpx.AsyncClient, api_settings: Settings
+) -> None:
+    created = await client.post("/jobs", json=email_job(), headers=auth("admin"))
+    assert created.status_code == 201, created.text
+    await login(client)
+
+    page = await client.get("/dashboard/stats")
+    assert_html_page(page, 200)
+    assert "No live worker has registered" in page.text
+    assert "<strong>email_processing</strong> (1 queued)" in page.text
+    assert re.search(r'<tr data-job-type="email_processing" class="unserved">', page.text)
+
+    redis = create_client(api_settings.redis_url)
+    try:
+        await announce_worker(redis, api_settings.namespace, "w-1", ["email_processing"], 30)
+    finally:
+        await redis.aclose()
+    served = await client.get("/dashboard/stats")
+    assert "No live worker has registered" not in served.text
+    assert re.search(r'<td class="num live-workers">1</td>', served.text)

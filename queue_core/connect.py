@@ -72,7 +72,11 @@ class Queue:
             IndexRepair(self.index),
             self.settings,
             metrics=self.metrics,
-            scheduler=PeriodicScheduler(self.job_service, periodic) if periodic else None,
+            scheduler=(
+                PeriodicScheduler(self.store, self.index, periodic, self.metrics)
+                if periodic
+                else None
+            ),
         )
 
     async def _rebuild_index(self, job_types: list[str]) -> bool:

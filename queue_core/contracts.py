@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -124,9 +125,14 @@ class ContractRegistry:
         input: dict[str, Any] | None = None,
         priority: int = 0,
         max_retries: int = 3,
+        catch_up: str = "none",
+        catch_up_window: timedelta | None = None,
     ) -> None:
-        """Enqueue a ``job_type`` job at every tick of ``cron`` (see periodic.py). Raises
-        InvalidJob for a bad declaration, ValueError when ``name`` is declared already."""
+        """Enqueue a ``job_type`` job at every tick of ``cron`` (five fields, UTC), from the
+        next tick on. ``catch_up`` says which ticks missed while no reconciler ran are
+        enqueued late: "none" (default: skipped), "latest" (the latest one) or "all" (every
+        one within ``catch_up_window``); see periodic.py. Raises InvalidJob for a bad
+        declaration, ValueError when ``name`` is declared already."""
         if any(p.name == name for p in self.periodic):
             raise ValueError(f"periodic job {name!r} is declared already; names are unique")
         self.periodic.append(
@@ -137,6 +143,8 @@ class ContractRegistry:
                 input=input,
                 priority=priority,
                 max_retries=max_retries,
+                catch_up=catch_up,
+                catch_up_window=catch_up_window,
             )
         )
 

@@ -31,6 +31,7 @@ from .models import (
     RescuedLease,
     RetryLater,
 )
+from .periodic import TickJob
 
 
 class EnqueueStore(Protocol):
@@ -118,6 +119,20 @@ class MaintenanceStore(Protocol):
         limit: int,
     ) -> list[uuid.UUID]: ...
     async def list_failures(self, job_type: str | None, limit: int) -> list[Job]: ...
+    async def start_periodic_schedules(self, names: Sequence[str], now: datetime) -> None: ...
+    async def periodic_schedule_positions(
+        self, names: Sequence[str]
+    ) -> dict[str, datetime]: ...
+    async def advance_periodic_schedule(
+        self,
+        name: str,
+        from_position: datetime,
+        to_position: datetime,
+        jobs: Sequence[TickJob],
+    ) -> list[Job] | None:
+        """Move a schedule and insert its due ticks' jobs in one transaction; None (nothing
+        written) when another scheduler moved it first."""
+
     async def server_now(self) -> datetime: ...
     async def server_time_ms(self) -> float: ...
     async def ping(self) -> None: ...

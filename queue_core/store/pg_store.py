@@ -30,6 +30,7 @@ from queue_core.models import (
 )
 
 from .connection import CONNECTION_ERRORS, translate_errors
+from .periodic_store import PeriodicSchedules
 from .queries import Q, in_schema
 from .rows import index_entry, job_from_record, new_job_row
 
@@ -37,8 +38,9 @@ _AFTER_EVERY_UUID = uuid.UUID(int=(1 << 128) - 1)
 """The keyset cursor of a first page: greater than every id."""
 
 
-class PgStore:
-    """Implements ports.JobStore on an asyncpg pool.
+class PgStore(PeriodicSchedules):
+    """Implements ports.JobStore on an asyncpg pool (the periodic schedules' methods come
+    from periodic_store.py).
 
     ``claim_pool``, when given, carries the statements whose loss in a Postgres crash costs
     nothing but a re-run: claims and lease renewals. Its sessions commit with

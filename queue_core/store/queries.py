@@ -42,7 +42,7 @@ def load_queries() -> dict[str, str]:
     return parse_queries(text)
 
 
-TABLES = ("jobs",)
+TABLES = ("jobs", "periodic_schedules")
 """hybridq's tables: what ``in_schema`` qualifies."""
 
 _TABLE_REFERENCE = re.compile(

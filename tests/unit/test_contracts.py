@@ -77,3 +77,16 @@ def test_unknown_job_type_and_bad_input_are_invalid_jobs() -> None:
         registry.validate("typo", {"n": 1})
     with pytest.raises(InvalidJob, match="input for typed: n:"):
         registry.validate("typed", {"n": "one"})
+
+
+def test_a_periodic_job_of_a_type_its_module_does_not_register_fails_at_load(
+    scratch_module: types.ModuleType,
+) -> None:
+    def register(runner: ContractRegistry) -> None:
+        runner.register_handler("email", first)
+        runner.register_periodic("digest", cron="0 7 * * *", job_type="emial")
+
+    scratch_module.register = register  # type: ignore[attr-defined]
+
+    with pytest.raises(HandlerNotFound, match="periodic job 'digest': unknown job_type 'emial'"):
+        load_contracts(scratch_module.__name__)

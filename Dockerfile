@@ -44,7 +44,6 @@ COPY handlers ./handlers
 USER 10001:10001
 # 8000: `hybridq api --port 8000`; 9100: `hybridq worker --metrics-port 9100`.
 EXPOSE 8000 9100
-# No CMD: a container started without a subcommand exits 2 with
-# "hybridq: error: the following arguments are required: COMMAND" instead of silently
-# starting some default process.
+# No CMD: a container started without a subcommand prints hybridq's usage (every command)
+# and exits 2 instead of silently starting some default process.
 ENTRYPOINT ["hybridq"]

@@ -1,8 +1,8 @@
-"""The ``hybridq`` command. Each subcommand (parsed as cli_parser.py defines it) calls one
-function here, or in cli_ops.py for the operator commands.
+"""The ``hybridq`` command. Each subcommand (parsed as parser.py defines it) calls one
+function here, in ops.py for the operator commands, or in jobs.py for the single-job ones.
 
-Exit codes: 0 success; 1 the operation failed (e.g. job not found); 2 bad arguments or
-input; 3 PostgreSQL or Redis unreachable.
+Exit codes: the one table of exits.py (0 success; 1 the operation failed, e.g. no such job;
+2 bad arguments, input or configuration; 3 PostgreSQL or Redis unreachable; 130 Ctrl-C).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from queue_core.store import migrate
 from queue_core.telemetry.logs import configure_logging
 from queue_core.telemetry.metrics import Metrics
 
+from . import jobs as cli_jobs
 from . import ops as cli_ops
 from . import parser as cli_parser
-
-EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
-EXIT_USAGE = cli_parser.EXIT_USAGE
+from .exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # a bare `hybridq`: what it can do, not one error line
+        print(parser.format_help(), end="", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except QueueError as exc:
         _fail(EXIT_FAILED, str(exc))
     except KeyboardInterrupt:
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
@@ -117,7 +119,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
             max_retries=args.max_retries,
             scheduled_for=scheduled_for,
         )
-    print(json.dumps(job, default=_json_default, indent=2))
+    print(cli_jobs.job_json(job))
     return 0
 
 
@@ -197,10 +199,22 @@ async def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
-    async with connect(settings) as queue:
-        job = await queue.job_service.get(args.job_id)
-    print(json.dumps(job, default=_json_default, indent=2))
-    return 0
+    return await cli_jobs.show_job(settings, args.job_id)
+
+
+async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_jobs.list_jobs(
+        settings,
+        status=args.status,
+        job_type=args.job_type,
+        user_id=args.user_id,
+        limit=args.limit,
+        as_json=args.json,
+    )
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_jobs.cancel_job(settings, args.job_id)
 
 
 async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -212,6 +226,13 @@ async def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """retry ID (one job) or retry --status (every such job); exactly one of the two."""
+    if args.job_id is not None:
+        if args.status is not None or args.job_type is not None or args.yes:
+            raise InvalidJob("retry ID takes no --status, --job-type or --yes")
+        return await cli_jobs.retry_job(settings, args.job_id)
+    if args.status is None:
+        raise InvalidJob("retry needs a job ID, or --status failed|cancelled for every such job")
     return await cli_ops.retry_jobs(
         settings, status=args.status, job_type=args.job_type, yes=args.yes
     )
@@ -255,12 +276,6 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coro)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
@@ -280,6 +295,8 @@ COMMANDS: cli_parser.Commands = {
     "token new": cmd_token_new,
     "contracts": cmd_contracts,
     "get": cmd_get,
+    "list": cmd_list,
+    "cancel": cmd_cancel,
     "stats": cmd_stats,
     "top": cmd_top,
     "retry": cmd_retry,

@@ -39,10 +39,10 @@ from queue_core.maintenance.operations import TypeStats, delete_finished, queue_
 from queue_core.models import TERMINAL_STATUSES, JobStatus
 from queue_core.settings import Settings
 
-EXIT_DECLINED = 1
-"""The operator answered no to a confirmation: nothing was changed (cli.py's EXIT_FAILED)."""
-EXIT_UNAVAILABLE = 3
-"""top's last refresh could not reach a backend (cli.py's EXIT_UNAVAILABLE)."""
+from .exits import EXIT_FAILED, EXIT_UNAVAILABLE
+
+EXIT_DECLINED = EXIT_FAILED
+"""The operator answered no to a confirmation: nothing was changed."""
 
 MIN_REFRESH_SECONDS = 0.1
 """top's shortest interval: each refresh counts every job (a full scan of ``jobs``)."""
@@ -60,7 +60,7 @@ async def show_stats(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(stats_payload(stats), indent=2))
     else:
-        _stdout().print(_stats_table(stats, title="hybridq stats"))
+        stdout_console().print(_stats_table(stats, title="hybridq stats"))
     return 0
 
 
@@ -68,7 +68,7 @@ async def watch_top(settings: Settings, *, interval: float, iterations: int | No
     """Refresh the stats table with throughput every ``interval`` seconds until SIGINT or
     SIGTERM (exit 0), or after ``iterations`` refreshes. A refresh that cannot reach a
     backend shows the error and the next one tries again; exit 3 if the last one failed."""
-    console = _stdout()
+    console = stdout_console()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -367,7 +367,8 @@ def _jobs(n: int) -> str:
     return f"{n} job" if n == 1 else f"{n} jobs"
 
 
-def _stdout() -> Console:
+def stdout_console() -> Console:
+    """The console for results: a terminal's width, or PLAIN_WIDTH off a terminal."""
     return Console() if sys.stdout.isatty() else Console(width=PLAIN_WIDTH)
 
 

@@ -3,9 +3,11 @@ name is checked here against the code, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from handlers import JOB_TYPES
+from queue_core.cli.exits import EXIT_CODES
 from queue_core.cli.main import build_parser
 from queue_core.settings import Settings
 
@@ -39,3 +41,8 @@ def test_readme_sections_a_new_user_needs() -> None:
                     "## Configuration", "## Dependencies and why"):
         assert heading in README
     assert "make up" in README and "make test" in README
+
+
+def test_readme_exit_code_table_is_the_one_the_command_line_uses() -> None:
+    rows = re.findall(r"^\| (\d+) \| (.+) \|$", README, flags=re.M)
+    assert {int(code): meaning for code, meaning in rows} == EXIT_CODES

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -39,6 +40,16 @@ class JobContract:
     def handler_name(self) -> str:
         target = getattr(self.handler, "func", self.handler)  # functools.partial
         return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+
+    @property
+    def example_input(self) -> dict[str, Any] | None:
+        """The first of the input model's declared ``examples`` (pydantic
+        ``json_schema_extra={"examples": [...]}``), if any: shown in the API's OpenAPI, and
+        what tests and ``make up``'s demo enqueue for the type."""
+        if self.input_model is None:
+            return None
+        examples = self.input_model.model_json_schema().get("examples") or [None]
+        return examples[0] if isinstance(examples[0], dict) else None
 
     def validate_input(self, value: Any) -> None:
         """Raise InvalidJob naming the first bad field when ``value`` breaks the model."""
@@ -226,17 +237,32 @@ def load_contracts(module_name: str) -> ContractRegistry:
 
 
 def shape_of(model: type[BaseModel] | None) -> str:
-    """A one-line shape for docs and ``hybridq contracts``: {field: type, field?: type}."""
+    """A one-line shape for docs and ``hybridq contracts``, with each field's type and
+    bounds: ``{calendar_id: string 1..200 chars, days?: integer 1..90 = 7}``; ``?`` marks an
+    optional field."""
     if model is None:
         return "any JSON object"
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
-    fields = []
-    for name, prop in schema.get("properties", {}).items():
-        kind = (
-            prop.get("type")
-            or "|".join(str(option.get("type", "?")) for option in prop.get("anyOf", []))
-            or "object"
-        )
-        fields.append(f"{name}{'' if name in required else '?'}: {kind}")
+    fields = [
+        f"{name}{'' if name in required else '?'}: {_describe(prop)}"
+        for name, prop in schema.get("properties", {}).items()
+    ]
     return "{" + ", ".join(fields) + "}"
+
+
+def _describe(prop: dict[str, Any]) -> str:
+    kind = str(
+        prop.get("type")
+        or "|".join(str(option.get("type", "?")) for option in prop.get("anyOf", []))
+        or "object"
+    )
+    low, high = prop.get("minLength"), prop.get("maxLength")
+    if low is not None or high is not None:
+        kind += f" {low or 0}..{high if high is not None else ''} chars"
+    low, high = prop.get("minimum"), prop.get("maximum")
+    if low is not None or high is not None:
+        kind += f" {'' if low is None else low}..{'' if high is None else high}"
+    if "default" in prop:
+        kind += f" = {json.dumps(prop['default'])}"
+    return kind

@@ -19,13 +19,14 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from queue_core.connect import connect
-from queue_core.contracts import load_contracts, load_register, register_from, shape_of
+from queue_core.contracts import load_contracts, load_register, register_from
 from queue_core.errors import BackendUnavailable, HandlerNotFound, InvalidJob, QueueError
 from queue_core.settings import Settings
 from queue_core.store import migrate
 from queue_core.telemetry.logs import configure_logging
 from queue_core.telemetry.metrics import Metrics
 
+from . import contracts_table
 from . import jobs as cli_jobs
 from . import ops as cli_ops
 from . import parser as cli_parser
@@ -155,46 +156,8 @@ async def cmd_token_new(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
     registry = load_contracts(_handlers_module(args, settings, "contracts"))
-    if args.format == "json":
-        print(
-            json.dumps(
-                [
-                    {
-                        "job_type": c.job_type,
-                        "handler": c.handler_name,
-                        "timeout": c.timeout,
-                        "input_schema": c.input_model.model_json_schema()
-                        if c.input_model
-                        else None,
-                        "output_schema": c.output_model.model_json_schema()
-                        if c.output_model
-                        else None,
-                    }
-                    for c in registry
-                ],
-                indent=2,
-            )
-        )
-        return 0
-    header = ("job_type", "input shape", "handler", "returns")
-    rows = [header] + [
-        (
-            c.job_type,
-            shape_of(c.input_model),
-            c.handler_name,
-            shape_of(c.output_model) if c.output_model else "dict or None",
-        )
-        for c in registry
-    ]
-    if args.format == "markdown":
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in rows[1:]:
-            print("| " + " | ".join(f"`{cell}`" for cell in row) + " |")
-        return 0
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    render = {"json": contracts_table.as_json, "markdown": contracts_table.markdown}
+    print(render.get(args.format, contracts_table.plain)(registry))
     return 0
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from handlers import JOB_TYPES
+from queue_core.cli import contracts_table
 from queue_core.cli.exits import EXIT_CODES
 from queue_core.cli.main import build_parser
+from queue_core.contracts import load_contracts
 from queue_core.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -32,8 +33,13 @@ def test_readme_documents_every_command() -> None:
     assert not missing, f"commands missing from the README: {missing}"
 
 
-def test_readme_contract_table_names_every_example_job_type() -> None:
-    assert all(f"`{job_type}`" in README for job_type in JOB_TYPES)
+def test_readme_contract_table_is_the_one_hybridq_contracts_generates() -> None:
+    """Regenerate it with `hybridq contracts --handlers handlers --format markdown`."""
+    generated = contracts_table.markdown(load_contracts("handlers"))
+    begin, end = "<!-- contracts:begin -->\n", "\n<!-- contracts:end -->"
+    assert begin in README and end in README
+    in_readme = README[README.index(begin) + len(begin) : README.index(end)]
+    assert in_readme == generated, "the README's contract table is stale: regenerate it"
 
 
 def test_readme_sections_a_new_user_needs() -> None:

@@ -2,7 +2,8 @@
 # subcommand comes from the container's arguments (compose `command:`, Kubernetes `args:`).
 #
 #   docker build -t hybridq .
-#   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... hybridq worker --concurrency 20
+#   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... -e HYBRIDQ_HANDLERS_MODULE=handlers \
+#       hybridq worker --concurrency 20
 
 # Build stage: install the project and its dependencies into a virtualenv. Every runtime
 # dependency (asyncpg, hiredis, uvloop, httptools) ships manylinux wheels, so no compiler.
@@ -37,12 +38,12 @@ COPY --from=build /opt/venv /opt/venv
 # (.dockerignore keeps a developer's .env out of the build context).
 WORKDIR /app
 # The application's handlers: here the repository's examples, imported from the working
-# directory (`--handlers handlers`; the handlers loader looks in the working directory).
+# directory. Name them with HYBRIDQ_HANDLERS_MODULE=handlers (compose.yaml, the ConfigMap of
+# docs/deploy.md) or `--handlers handlers`: worker, reconcile and api require one.
 COPY handlers ./handlers
 USER 10001:10001
 # 8000: `hybridq api --port 8000`; 9100: `hybridq worker --metrics-port 9100`.
 EXPOSE 8000 9100
-# No CMD: a container started without a subcommand exits 2 with
-# "hybridq: error: the following arguments are required: COMMAND" instead of silently
-# starting some default process.
+# No CMD: a container started without a subcommand prints hybridq's usage (every command)
+# and exits 2 instead of silently starting some default process.
 ENTRYPOINT ["hybridq"]

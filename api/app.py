@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from queue_core import ContractRegistry, Settings, connect
+from queue_core import ContractRegistry, HandlerNotFound, Settings, connect
 from queue_core.contracts import load_contracts
 from queue_core.index import RateLimiter
 from queue_core.store import PgSessionStore, PgTokenStore
@@ -32,9 +32,16 @@ def create_app(
     settings: Settings | None = None, contracts: ContractRegistry | None = None
 ) -> FastAPI:
     """The API for ``settings`` (default: from the environment), accepting the job types
-    of ``contracts`` (default: those the handlers module registers)."""
+    of ``contracts`` (default: those Settings.handlers_module registers). Raises
+    HandlerNotFound when neither is given or the module cannot be loaded."""
     settings = settings or Settings()
-    contracts = contracts if contracts is not None else load_contracts(settings.handlers_module)
+    if contracts is None:
+        if not settings.handlers_module:
+            raise HandlerNotFound(
+                "the API needs the handlers module that declares the job types it accepts: "
+                "set HYBRIDQ_HANDLERS_MODULE (hybridq api: or pass --handlers MODULE)"
+            )
+        contracts = load_contracts(settings.handlers_module)
     verifier = TokenVerifier(settings.api_tokens, cache_seconds=settings.api_token_cache_seconds)
 
     @asynccontextmanager

@@ -86,6 +86,8 @@ class TypeRow:
     ready_in_index: int
     scheduled_in_index: int
     oldest_wait: str
+    live_workers: int  # workers alive now that registered the type
+    queued_without_worker: int  # queued jobs waiting for a worker that is not there
     throughput: float | None  # succeeded/s over the last interval; None before two samples
     depth_lines: list[tuple[str, str]]  # (status, polyline points)
     throughput_points: str
@@ -104,6 +106,8 @@ def type_rows(stats: Sequence[TypeStats], history: DepthHistory) -> list[TypeRow
                 ready_in_index=t.ready_in_index,
                 scheduled_in_index=t.scheduled_in_index,
                 oldest_wait=duration(t.oldest_queued_age_seconds),
+                live_workers=t.live_workers,
+                queued_without_worker=t.queued_without_worker,
                 throughput=rates[-1] if rates else None,
                 depth_lines=[(s, spark_points(v, top)) for s, v in lines.items()],
                 throughput_points=spark_points(rates, max(rates, default=0.0)),

@@ -211,7 +211,12 @@ def build_router(
         if not caller.admin:
             raise ApiError(403, "forbidden", "stats need an admin token")
         stats = await queue_stats(b.store, b.index)
-        return StatsOut(job_types=[TypeStats.model_validate(asdict(t)) for t in stats])
+        return StatsOut(
+            job_types=[
+                TypeStats(**asdict(t), queued_without_worker=t.queued_without_worker)
+                for t in stats
+            ]
+        )
 
     @router.get(
         "/metrics",
@@ -220,18 +225,19 @@ def build_router(
         responses={200: {"content": {"text/plain": {}}}},
     )
     async def metrics(b: Backend, caller: Caller) -> PlainTextResponse:
-        """Prometheus metrics of this API process, with queue depth by type and status and
-        the Redis index depth read now. Admin only (it counts every user's jobs)."""
+        """Prometheus metrics of this API process, with queue depth by type and status, the
+        Redis index depth and the queued jobs no live worker runs, read now. Admin only (it
+        counts every user's jobs)."""
         if not caller.admin:
             raise ApiError(403, "forbidden", "metrics need an admin token")
-        counts = await b.store.count_jobs()
-        types = sorted({c.job_type for c in counts})
         b.metrics.queue_depth.clear()
-        for c in counts:
-            b.metrics.queue_depth.labels(c.job_type, c.status).set(c.jobs)
-        for job_type, (ready, scheduled) in (await b.index.depths(types)).items():
-            b.metrics.index_depth.labels(job_type, "ready").set(ready)
-            b.metrics.index_depth.labels(job_type, "scheduled").set(scheduled)
+        b.metrics.queued_without_worker.clear()
+        for t in await queue_stats(b.store, b.index):
+            for status, jobs in t.by_status.items():
+                b.metrics.queue_depth.labels(t.job_type, status).set(jobs)
+            b.metrics.index_depth.labels(t.job_type, "ready").set(t.ready_in_index)
+            b.metrics.index_depth.labels(t.job_type, "scheduled").set(t.scheduled_in_index)
+            b.metrics.queued_without_worker.labels(t.job_type).set(t.queued_without_worker)
         return PlainTextResponse(b.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/healthz", response_model=HealthOut, tags=["operations"])

@@ -198,6 +198,10 @@ class TypeStats(BaseModel):
     ready_in_index: int
     scheduled_in_index: int
     oldest_queued_age_seconds: float | None
+    live_workers: int = Field(description="Workers alive now that have registered this type.")
+    queued_without_worker: int = Field(
+        description="Queued jobs of this type while no live worker has registered it."
+    )
 
 
 class StatsOut(BaseModel):

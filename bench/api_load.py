@@ -218,7 +218,8 @@ def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[
         raise RuntimeError(f"migrate failed: {migrate.stderr or migrate.stdout}")
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "queue_core", "api", "--port", str(port)],
+            [sys.executable, "-m", "queue_core", "api", "--handlers", "handlers",
+             "--port", str(port)],
             env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
         )
 

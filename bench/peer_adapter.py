@@ -83,7 +83,9 @@ class HybridqAdapter(Adapter):
         await create_schema(self.servers.database_url, name)
         self._settings = scenario_settings(self.servers, name)
         self._stack = AsyncExitStack()
-        self.queue = await self._stack.enter_async_context(connect(self._settings))
+        self.queue = await self._stack.enter_async_context(
+            connect(self._settings, handlers="bench.noop_handlers")  # the workers' module
+        )
         await self.queue.reconciler().rebuild_index([JOB_TYPE])
 
     async def _drop_current(self) -> None:

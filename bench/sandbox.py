@@ -113,7 +113,8 @@ async def sandbox_queue(servers: Servers, **overrides: Any) -> AsyncIterator[Que
     name = sandbox_name()
     await create_schema(servers.database_url, name)
     try:
-        async with connect(scenario_settings(servers, name, **overrides)) as queue:
+        settings = scenario_settings(servers, name, **overrides)
+        async with connect(settings, handlers="bench.noop_handlers") as queue:
             yield queue
     finally:
         await remove_sandbox(servers, name)

@@ -25,8 +25,6 @@ from .job_handlers import (
     handle_email_processing,
 )
 
-JOB_TYPES = ("email_processing", "calendar_sync", "briefing_generation")
-
 # Per-attempt limits, in seconds: an attempt that runs longer fails and is retried like any
 # other failure.
 EMAIL_PROCESSING_TIMEOUT_SECONDS = 30.0
@@ -36,8 +34,8 @@ MORNING_BRIEFING_CRON = "0 7 * * *"
 
 
 def register(runner: ContractRegistry, services: Services | None = None) -> None:
-    """Declare each of ``JOB_TYPES``: its handler bound to ``services`` (default: the
-    in-process stand-ins), its timeout, and its input and output contracts. The API
+    """Declare every job type, the one list of them: its handler bound to ``services``
+    (default: the in-process stand-ins), its timeout, and its input and output contracts. The API
     validates requests with the same input models the workers use. ``runner``: a worker
     (``JobRunnerService``) or a bare ``ContractRegistry`` (the API, ``hybridq contracts``)."""
     services = services or Services()
@@ -72,7 +70,6 @@ def register(runner: ContractRegistry, services: Services | None = None) -> None
 
 
 __all__ = [
-    "JOB_TYPES",
     "Services",
     "TransientServiceError",
     "handle_briefing_generation",

@@ -31,16 +31,28 @@ class JobInput(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+# Each input model carries an example: the API's OpenAPI shows it, and the tests and
+# `make up`'s demo enqueue it for every registered type.
+
+
 class EmailProcessingInput(JobInput):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"message_id": "msg-1"}]})
+
     message_id: str = Field(min_length=1, max_length=200)
 
 
 class CalendarSyncInput(JobInput):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"calendar_id": "cal-1", "days": 3}]}
+    )
+
     calendar_id: str = Field(min_length=1, max_length=200)
     days: int = Field(7, ge=1, le=90)  # how far ahead to sync, in days
 
 
 class BriefingGenerationInput(JobInput):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"topic": "rates"}]})
+
     topic: str = Field(min_length=1, max_length=200)
 
 

@@ -1,6 +1,6 @@
 """``connect()``: open the backends once and hand out the services built on them.
 
-async with queue_core.connect(settings) as queue:
+async with queue_core.connect(settings, handlers="myapp.jobs") as queue:
     await queue.job_service.create(job_type="email_processing", input={...})
     runner = queue.runner(concurrency=20)
     handlers.register(runner)
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .contracts import ContractRegistry
+from .contracts import ContractRegistry, UndeclaredContracts, load_contracts
 from .enqueue.committed_jobs import index_committed_jobs
 from .enqueue.service import JobService
 from .index import IndexRepair, RedisClient, RedisIndex, create_client
@@ -81,7 +81,11 @@ class Queue:
             IndexRepair(self.index),
             self.settings,
             metrics=self.metrics,
-            scheduler=PeriodicScheduler(self.job_service, periodic) if periodic else None,
+            scheduler=(
+                PeriodicScheduler(self.store, self.index, periodic, self.metrics)
+                if periodic
+                else None
+            ),
             events=self.events,
         )
 
@@ -91,18 +95,52 @@ class Queue:
         return not (await self.reconciler().rebuild_index(job_types)).skipped
 
 
+def producer_contracts(
+    settings: Settings,
+    *,
+    handlers: str | None = None,
+    validate: bool = True,
+    contracts: ContractRegistry | None = None,
+) -> ContractRegistry | None:
+    """What a JobService validates create() against: ``contracts`` when given; else the job
+    types of the ``handlers`` module (default: Settings.handlers_module); None (nothing is
+    checked) only with ``validate=False``. With no module known, an UndeclaredContracts:
+    every create() raises HandlerNotFound saying how to name one. Raises HandlerNotFound
+    when the module cannot be loaded."""
+    if contracts is not None:
+        return contracts
+    if not validate:
+        return None
+    module = handlers or settings.handlers_module
+    return load_contracts(module) if module else UndeclaredContracts()
+
+
 @asynccontextmanager
 async def connect(
     settings: Settings | None = None,
     metrics: Metrics | None = None,
     *,
+    handlers: str | None = None,
+    validate: bool = True,
     contracts: ContractRegistry | None = None,
 ) -> AsyncIterator[Queue]:
     """Open the pools and the Redis client (closed when the block exits). ``metrics``, when
-    given, is recorded into by every service handed out; with ``contracts``, the JobService
-    also rejects job types nobody registered and input a type's model rejects (InvalidJob).
-    Raises BackendUnavailable when Postgres cannot be reached and pool_min_size > 0."""
+    given, is recorded into by every service handed out.
+
+    The JobService validates what it creates against the application's job types, so that
+    a typo'd type or input its model rejects raises InvalidJob before anything is written:
+    those of the ``handlers`` module (a module name, e.g. "myapp.jobs"; default:
+    Settings.handlers_module, i.e. HYBRIDQ_HANDLERS_MODULE) or of ``contracts``. A producer
+    that deliberately enqueues without them says ``validate=False``; with none of these,
+    create() raises HandlerNotFound (workers, operator tools and the reconciler, which
+    create nothing, need no module here).
+
+    Raises HandlerNotFound when the handlers module cannot be loaded, BackendUnavailable
+    when Postgres cannot be reached and pool_min_size > 0."""
     settings = settings or Settings()
+    contracts = producer_contracts(
+        settings, handlers=handlers, validate=validate, contracts=contracts
+    )
     pool = await create_pool(
         settings.database_url,
         schema=settings.db_schema,

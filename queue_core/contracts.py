@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -40,6 +42,16 @@ class JobContract:
     def handler_name(self) -> str:
         target = getattr(self.handler, "func", self.handler)  # functools.partial
         return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+
+    @property
+    def example_input(self) -> dict[str, Any] | None:
+        """The first of the input model's declared ``examples`` (pydantic
+        ``json_schema_extra={"examples": [...]}``), if any: shown in the API's OpenAPI, and
+        what tests and ``make up``'s demo enqueue for the type."""
+        if self.input_model is None:
+            return None
+        examples = self.input_model.model_json_schema().get("examples") or [None]
+        return examples[0] if isinstance(examples[0], dict) else None
 
     def validate_input(self, value: Any) -> None:
         """Raise InvalidJob naming the first bad field when ``value`` breaks the model."""
@@ -107,10 +119,18 @@ class ContractRegistry:
         An attempt that runs longer than ``timeout`` seconds fails (and is retried like any
         failure) at the timeout, whether or not the handler stops; input that
         ``input_model`` rejects fails the job without retry; output that ``output_model``
-        rejects fails the attempt."""
-        self._contracts[job_type] = make_contract(
+        rejects fails the attempt. Raises ValueError when ``job_type`` is registered already
+        (a second registration would silently replace the first handler)."""
+        contract = make_contract(
             job_type, handler, timeout=timeout, input_model=input_model, output_model=output_model
         )
+        existing = self._contracts.get(job_type)
+        if existing is not None:
+            raise ValueError(
+                f"job type {job_type!r} is registered already (handler "
+                f"{existing.handler_name}); register each job type once"
+            )
+        self._contracts[job_type] = contract
 
     def register_periodic(
         self,
@@ -121,8 +141,16 @@ class ContractRegistry:
         input: dict[str, Any] | None = None,
         priority: int = 0,
         max_retries: int = 3,
+        catch_up: str = "none",
+        catch_up_window: timedelta | None = None,
     ) -> None:
-        """Enqueue a ``job_type`` job at every tick of ``cron`` (see periodic.py)."""
+        """Enqueue a ``job_type`` job at every tick of ``cron`` (five fields, UTC), from the
+        next tick on. ``catch_up`` says which ticks missed while no reconciler ran are
+        enqueued late: "none" (default: skipped), "latest" (the latest one) or "all" (every
+        one within ``catch_up_window``); see periodic.py. Raises InvalidJob for a bad
+        declaration, ValueError when ``name`` is declared already."""
+        if any(p.name == name for p in self.periodic):
+            raise ValueError(f"periodic job {name!r} is declared already; names are unique")
         self.periodic.append(
             make_periodic(
                 name,
@@ -131,6 +159,8 @@ class ContractRegistry:
                 input=input,
                 priority=priority,
                 max_retries=max_retries,
+                catch_up=catch_up,
+                catch_up_window=catch_up_window,
             )
         )
 
@@ -151,6 +181,29 @@ class ContractRegistry:
             raise InvalidJob(f"unknown job_type {job_type!r} (registered: {known})")
         contract.validate_input(input)
 
+    def validate_periodic(self) -> None:
+        """InvalidJob when a periodic job's type is not registered here or its input breaks
+        the type's model: checked once the handlers module has declared everything, so a
+        typo fails at start, not at the first tick."""
+        for periodic in self.periodic:
+            try:
+                self.validate(periodic.job_type, periodic.input)
+            except InvalidJob as exc:
+                raise InvalidJob(f"periodic job {periodic.name!r}: {exc}") from None
+
+
+class UndeclaredContracts(ContractRegistry):
+    """The contracts of a producer that named no handlers module and did not opt out of
+    validation: every create() raises HandlerNotFound saying how to name one. connect()
+    hands it out, so that enqueueing unvalidated is always a decision, never an omission."""
+
+    def validate(self, job_type: str, input: Any) -> None:
+        raise HandlerNotFound(
+            f"cannot validate a {job_type!r} job: no handlers module is known. Name the "
+            "module that registers your job types (connect(handlers='myapp.jobs') or "
+            "HYBRIDQ_HANDLERS_MODULE), or pass connect(validate=False) to enqueue unchecked"
+        )
+
 
 def load_register(module_name: str) -> Callable[[Any], None]:
     """The ``register(runner)`` function of a handlers module. The working directory is
@@ -169,24 +222,52 @@ def load_register(module_name: str) -> Callable[[Any], None]:
     return register  # type: ignore[no-any-return]
 
 
+def register_from(module_name: str, registry: ContractRegistry) -> None:
+    """Import ``module_name`` and run its ``register(registry)``. HandlerNotFound when it
+    cannot be imported, defines no register(runner), or its register() rejects one of its
+    own declarations (a type registered twice, a sync handler, a bad cron expression)."""
+    register = load_register(module_name)
+    try:
+        register(registry)
+        registry.validate_periodic()
+    except (TypeError, ValueError) as exc:  # InvalidJob is a ValueError too
+        raise HandlerNotFound(f"handlers module {module_name!r}: {exc}") from exc
+
+
 def load_contracts(module_name: str) -> ContractRegistry:
+    """The job types and periodic jobs ``module_name`` declares (see register_from)."""
     registry = ContractRegistry()
-    load_register(module_name)(registry)
+    register_from(module_name, registry)
     return registry
 
 
 def shape_of(model: type[BaseModel] | None) -> str:
-    """A one-line shape for docs and ``hybridq contracts``: {field: type, field?: type}."""
+    """A one-line shape for docs and ``hybridq contracts``, with each field's type and
+    bounds: ``{calendar_id: string 1..200 chars, days?: integer 1..90 = 7}``; ``?`` marks an
+    optional field."""
     if model is None:
         return "any JSON object"
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
-    fields = []
-    for name, prop in schema.get("properties", {}).items():
-        kind = (
-            prop.get("type")
-            or "|".join(str(option.get("type", "?")) for option in prop.get("anyOf", []))
-            or "object"
-        )
-        fields.append(f"{name}{'' if name in required else '?'}: {kind}")
+    fields = [
+        f"{name}{'' if name in required else '?'}: {_describe(prop)}"
+        for name, prop in schema.get("properties", {}).items()
+    ]
     return "{" + ", ".join(fields) + "}"
+
+
+def _describe(prop: dict[str, Any]) -> str:
+    kind = str(
+        prop.get("type")
+        or "|".join(str(option.get("type", "?")) for option in prop.get("anyOf", []))
+        or "object"
+    )
+    low, high = prop.get("minLength"), prop.get("maxLength")
+    if low is not None or high is not None:
+        kind += f" {low or 0}..{high if high is not None else ''} chars"
+    low, high = prop.get("minimum"), prop.get("maximum")
+    if low is not None or high is not None:
+        kind += f" {'' if low is None else low}..{'' if high is None else high}"
+    if "default" in prop:
+        kind += f" = {json.dumps(prop['default'])}"
+    return kind

@@ -54,7 +54,8 @@ class ConfigurationError(QueueError):
 
 
 class HandlerNotFound(QueueError):
-    """A handler module did not define ``register(runner)``, or no handler is registered."""
+    """A handlers module could not be imported, did not define ``register(runner)``, or its
+    ``register`` rejected one of its own declarations; or no handler is registered."""
 
 
 class PermanentJobError(QueueError):

@@ -114,6 +114,21 @@ def every_user_channel(namespace: str) -> str:
     return f"{namespace}:user:*"
 
 
+def workers_key(namespace: str) -> str:
+    """Sorted set of the workers that announced themselves: member worker id, score the
+    time of its latest announcement (ms since the Unix epoch, the worker's clock). Only a
+    directory: whether a worker is alive is whether its worker_key still exists. The tag
+    ``{<ns>}`` is no job type's (those are ``{<ns>:<type>}``), so the index scans never see
+    it, and it shares a slot with every worker_key (one MULTI on a Redis Cluster)."""
+    return f"{{{namespace}}}:workers"
+
+
+def worker_key(namespace: str, worker_id: str) -> str:
+    """One worker's announcement: JSON ``{"job_types": [...]}``, set with a time to live
+    and renewed while the worker runs, so it vanishes on its own when the worker dies."""
+    return f"{{{namespace}}}:worker:{worker_id}"
+
+
 def index_key_pattern(namespace: str) -> str:
     """SCAN pattern matching every ready and scheduled set of the namespace."""
     return f"{{{namespace}:*}}:*"

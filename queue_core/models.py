@@ -272,3 +272,12 @@ class JobEvent:
         else:
             body.update(progress=self.progress, message=self.message)
         return body
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    """A worker that announced itself within its announcement's time to live (one lease):
+    which job types it has registered (index/presence.py)."""
+
+    worker_id: str
+    job_types: tuple[str, ...]

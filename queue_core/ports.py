@@ -27,12 +27,14 @@ from .models import (
     Job,
     JobCount,
     JobEvent,
+    LiveWorker,
     NewJob,
     PoppedId,
     Progress,
     RescuedLease,
     RetryLater,
 )
+from .periodic import TickJob
 
 
 class EnqueueStore(Protocol):
@@ -125,6 +127,20 @@ class MaintenanceStore(Protocol):
         limit: int,
     ) -> list[uuid.UUID]: ...
     async def list_failures(self, job_type: str | None, limit: int) -> list[Job]: ...
+    async def start_periodic_schedules(self, names: Sequence[str], now: datetime) -> None: ...
+    async def periodic_schedule_positions(
+        self, names: Sequence[str]
+    ) -> dict[str, datetime]: ...
+    async def advance_periodic_schedule(
+        self,
+        name: str,
+        from_position: datetime,
+        to_position: datetime,
+        jobs: Sequence[TickJob],
+    ) -> list[Job] | None:
+        """Move a schedule and insert its due ticks' jobs in one transaction; None (nothing
+        written) when another scheduler moved it first."""
+
     async def server_now(self) -> datetime: ...
     async def server_time_ms(self) -> float: ...
     async def ping(self) -> None: ...
@@ -157,6 +173,16 @@ class ReadyIndex(Protocol):
 
     async def depths(self, job_types: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(ready, scheduled) ids indexed per job type."""
+
+    async def keep_worker_announced(
+        self, worker_id: str, job_types: Sequence[str], ttl_seconds: float
+    ) -> None:
+        """Announce that this worker runs ``job_types``, renewed until cancelled; the
+        announcement expires ``ttl_seconds`` after the last renewal. Never raises for an
+        unreachable Redis (it retries at the next renewal)."""
+
+    async def live_workers(self) -> list[LiveWorker]:
+        """The workers whose announcement has not expired."""
 
     async def ping(self) -> None: ...
 

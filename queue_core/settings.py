@@ -195,7 +195,14 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Least severe level logged."
     )
-    handlers_module: str = Field("handlers", description="Module whose register(runner) is used.")
+    handlers_module: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="The application's handlers module, whose register(runner) declares the "
+        "job types: what `worker` runs, `reconcile` schedules, `api` accepts and "
+        "`connect()` / `enqueue` validate against. No default: worker, reconcile and api "
+        "need it (or --handlers).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,9 +1,8 @@
-"""The ``hybridq`` command. Each subcommand (parsed as cli_parser.py defines it) calls one
-function here, or in cli_ops.py for the operator commands.
+"""The ``hybridq`` command. Each subcommand (parsed as parser.py defines it) calls one
+function here, in ops.py for the operator commands, or in jobs.py for the single-job ones.
 
-Exit codes: 0 success; 1 the operation failed (e.g. job not found); 2 bad arguments, input,
-configuration or environment (a setting, an unmigrated schema, the API's port in use); 3
-PostgreSQL or Redis unreachable.
+Exit codes: the one table of exits.py (0 success; 1 the operation failed, e.g. no such job;
+2 bad arguments, input or configuration; 3 PostgreSQL or Redis unreachable; 130 Ctrl-C).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from queue_core.connect import connect
-from queue_core.contracts import load_contracts, load_register, shape_of
+from queue_core.contracts import load_contracts, load_register, register_from
 from queue_core.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -34,12 +33,11 @@ from queue_core.store import migrate
 from queue_core.telemetry.logs import configure_logging
 from queue_core.telemetry.metrics import Metrics
 
+from . import contracts_table, preflight
+from . import jobs as cli_jobs
 from . import ops as cli_ops
 from . import parser as cli_parser
-from . import preflight
-
-EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
-EXIT_USAGE = cli_parser.EXIT_USAGE
+from .exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # a bare `hybridq`: what it can do, not one error line
+        print(parser.format_help(), end="", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except QueueError as exc:
         _fail(EXIT_FAILED, str(exc))
     except KeyboardInterrupt:
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
@@ -75,7 +76,12 @@ async def _checked(
     args: argparse.Namespace,
     settings: Settings,
 ) -> int:
-    """``func`` after the checks of what it needs (PREFLIGHT), if anything."""
+    """``func`` after the checks of its arguments that need no server (ARGUMENT_CHECKS),
+    then of the servers it needs (PREFLIGHT): a bad argument is exit 2 even while a server
+    is down."""
+    check_arguments = ARGUMENT_CHECKS.get(func)
+    if check_arguments is not None:
+        check_arguments(args, settings)
     needs = PREFLIGHT.get(func)
     if needs is not None:
         await preflight.check_backends(settings, needs)
@@ -92,19 +98,18 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     overrides: dict[str, Any] = {}
     if args.grace is not None:
         overrides["shutdown_grace_seconds"] = args.grace
-    if args.handlers is not None:
-        overrides["handlers_module"] = args.handlers
     settings = settings.model_copy(update=overrides)
-    register = load_register(settings.handlers_module)
+    module = _handlers_module(args, settings, "worker")
+    load_register(module)  # fail on a missing module before connecting
     async with connect(settings, _metrics(args.metrics_port)) as queue:
         runner = queue.runner(concurrency=args.concurrency)
-        register(runner)
+        register_from(module, runner)
         await runner.run(handle_signals=True)  # SIGTERM/SIGINT: a graceful stop
     return 0
 
 
 async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    periodic = load_contracts(args.handlers or settings.handlers_module).periodic
+    periodic = load_contracts(_handlers_module(args, settings, "reconcile")).periodic
     async with connect(settings, _metrics(args.metrics_port)) as queue:
         reconciler = queue.reconciler(periodic)
         if args.once:
@@ -128,7 +133,8 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     scheduled_for = None
     if args.delay:
         scheduled_for = datetime.now(UTC) + timedelta(seconds=args.delay)
-    async with connect(settings) as queue:
+    module = None if args.no_validate else _handlers_module(args, settings, "enqueue")
+    async with connect(settings, handlers=module, validate=not args.no_validate) as queue:
         job = await queue.job_service.create(
             job_type=args.job_type,
             input=payload,
@@ -137,7 +143,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
             max_retries=args.max_retries,
             scheduled_for=scheduled_for,
         )
-    print(json.dumps(job, default=_json_default, indent=2))
+    print(cli_jobs.job_json(job))
     return 0
 
 
@@ -145,9 +151,8 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from hybridq_api.app import create_app
 
-    overrides: dict[str, Any] = {}
-    if args.handlers is not None:
-        overrides["handlers_module"] = args.handlers
+    module = _handlers_module(args, settings, "api")
+    overrides: dict[str, Any] = {"handlers_module": module}
     if args.proxy_headers is not None:
         overrides["api_proxy_headers"] = args.proxy_headers
     if args.forwarded_allow_ips is not None:
@@ -189,55 +194,29 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
-    registry = load_contracts(args.handlers or settings.handlers_module)
-    if args.format == "json":
-        print(
-            json.dumps(
-                [
-                    {
-                        "job_type": c.job_type,
-                        "handler": c.handler_name,
-                        "timeout": c.timeout,
-                        "input_schema": c.input_model.model_json_schema()
-                        if c.input_model
-                        else None,
-                        "output_schema": c.output_model.model_json_schema()
-                        if c.output_model
-                        else None,
-                    }
-                    for c in registry
-                ],
-                indent=2,
-            )
-        )
-        return 0
-    header = ("job_type", "input shape", "handler", "returns")
-    rows = [header] + [
-        (
-            c.job_type,
-            shape_of(c.input_model),
-            c.handler_name,
-            shape_of(c.output_model) if c.output_model else "dict or None",
-        )
-        for c in registry
-    ]
-    if args.format == "markdown":
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in rows[1:]:
-            print("| " + " | ".join(f"`{cell}`" for cell in row) + " |")
-        return 0
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    registry = load_contracts(_handlers_module(args, settings, "contracts"))
+    render = {"json": contracts_table.as_json, "markdown": contracts_table.markdown}
+    print(render.get(args.format, contracts_table.plain)(registry))
     return 0
 
 
 async def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
-    async with connect(settings) as queue:
-        job = await queue.job_service.get(args.job_id)
-    print(json.dumps(job, default=_json_default, indent=2))
-    return 0
+    return await cli_jobs.show_job(settings, args.job_id)
+
+
+async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_jobs.list_jobs(
+        settings,
+        status=args.status,
+        job_type=args.job_type,
+        user_id=args.user_id,
+        limit=args.limit,
+        as_json=args.json,
+    )
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    return await cli_jobs.cancel_job(settings, args.job_id)
 
 
 async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -248,7 +227,27 @@ async def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
     return await cli_ops.watch_top(settings, interval=args.interval, iterations=args.iterations)
 
 
+def _needs_handlers(command: str) -> Callable[[argparse.Namespace, Settings], None]:
+    """A check that ``command`` was given an importable handlers module (exit 2 if not)."""
+
+    def check(args: argparse.Namespace, settings: Settings) -> None:
+        load_register(_handlers_module(args, settings, command))
+
+    return check
+
+
+def _check_retry(args: argparse.Namespace, settings: Settings) -> None:
+    """retry ID (one job) or retry --status (every such job); exactly one of the two."""
+    if args.job_id is not None:
+        if args.status is not None or args.job_type is not None or args.yes:
+            raise InvalidJob("retry ID takes no --status, --job-type or --yes")
+    elif args.status is None:
+        raise InvalidJob("retry needs a job ID, or --status failed|cancelled for every such job")
+
+
 async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    if args.job_id is not None:
+        return await cli_jobs.retry_job(settings, args.job_id)
     return await cli_ops.retry_jobs(
         settings, status=args.status, job_type=args.job_type, yes=args.yes
     )
@@ -261,6 +260,18 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         statuses=args.status,
         yes=args.yes,
     )
+
+
+def _handlers_module(args: argparse.Namespace, settings: Settings, command: str) -> str:
+    """--handlers, else HYBRIDQ_HANDLERS_MODULE; never an implicit example module."""
+    module: str | None = args.handlers or settings.handlers_module
+    if not module:
+        escape = " (or --no-validate to enqueue unchecked)" if command == "enqueue" else ""
+        raise HandlerNotFound(
+            f"{command} needs the module that registers your job types: pass --handlers "
+            f"MODULE or set HYBRIDQ_HANDLERS_MODULE{escape}"
+        )
+    return module
 
 
 def _metrics(port: int | None) -> Metrics | None:
@@ -300,12 +311,6 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
         loop.close()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def _first_error(exc: ValidationError) -> str:
     """The first error, named by its environment variable (HYBRIDQ_LEASE_SECONDS)."""
     err = exc.errors()[0]
@@ -332,11 +337,23 @@ COMMANDS: cli_parser.Commands = {
     "token revoke": cmd_token_revoke,
     "contracts": cmd_contracts,
     "get": cmd_get,
+    "list": cmd_list,
+    "cancel": cmd_cancel,
     "stats": cmd_stats,
     "top": cmd_top,
     "retry": cmd_retry,
     "purge": cmd_purge,
 }
+
+ARGUMENT_CHECKS: dict[
+    Callable[..., Coroutine[Any, Any, int]], Callable[[argparse.Namespace, Settings], None]
+] = {
+    cmd_retry: _check_retry,
+    cmd_worker: _needs_handlers("worker"),
+    cmd_api: _needs_handlers("api"),
+    cmd_reconcile: _needs_handlers("reconcile"),
+}
+"""Checks of a command's arguments that need no server, run before PREFLIGHT."""
 
 _BOTH = preflight.Needs()
 PREFLIGHT: dict[Callable[..., Coroutine[Any, Any, int]], preflight.Needs] = {

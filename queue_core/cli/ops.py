@@ -39,10 +39,10 @@ from queue_core.maintenance.operations import TypeStats, delete_finished, queue_
 from queue_core.models import TERMINAL_STATUSES, JobStatus
 from queue_core.settings import Settings
 
-EXIT_DECLINED = 1
-"""The operator answered no to a confirmation: nothing was changed (cli.py's EXIT_FAILED)."""
-EXIT_UNAVAILABLE = 3
-"""top's last refresh could not reach a backend (cli.py's EXIT_UNAVAILABLE)."""
+from .exits import EXIT_FAILED, EXIT_UNAVAILABLE
+
+EXIT_DECLINED = EXIT_FAILED
+"""The operator answered no to a confirmation: nothing was changed."""
 
 MIN_REFRESH_SECONDS = 0.1
 """top's shortest interval: each refresh counts every job (a full scan of ``jobs``)."""
@@ -60,7 +60,7 @@ async def show_stats(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(stats_payload(stats), indent=2))
     else:
-        _stdout().print(_stats_table(stats, title="hybridq stats"))
+        stdout_console().print(_stats_table(stats, title="hybridq stats"))
     return 0
 
 
@@ -68,7 +68,7 @@ async def watch_top(settings: Settings, *, interval: float, iterations: int | No
     """Refresh the stats table with throughput every ``interval`` seconds until SIGINT or
     SIGTERM (exit 0), or after ``iterations`` refreshes. A refresh that cannot reach a
     backend shows the error and the next one tries again; exit 3 if the last one failed."""
-    console = _stdout()
+    console = stdout_console()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -161,6 +161,7 @@ def stats_payload(stats: Sequence[TypeStats]) -> dict[str, object]:
     for t in stats:
         row = asdict(t)
         row["by_status"] = {s.value: t.by_status.get(s, 0) for s in STATUSES}
+        row["queued_without_worker"] = t.queued_without_worker
         rows.append(row)
     return {"job_types": rows}
 
@@ -243,13 +244,14 @@ def _stats_table(
     when there are several types. With ``rates`` (top), throughput columns: succeeded/s
     and failed/s per type, '-' where unknown yet (top's first refresh passes {})."""
     show_rates = rates is not None
-    table = Table(title=title, title_justify="left", caption=None if stats else "no jobs")
+    table = Table(title=title, title_justify="left", caption=_caption(stats))
     table.add_column("job type")
     for status in STATUSES:
         table.add_column(status.value, justify="right")
     table.add_column("ready\n(index)", justify="right")
     table.add_column("scheduled\n(index)", justify="right")
     table.add_column("oldest\nqueued", justify="right")
+    table.add_column("live\nworkers", justify="right")
     if show_rates:
         table.add_column("succeeded/s", justify="right")
         table.add_column("failed/s", justify="right")
@@ -258,10 +260,11 @@ def _stats_table(
         row += [str(t.by_status.get(s, 0)) for s in STATUSES]
         row += [str(t.ready_in_index), str(t.scheduled_in_index)]
         row.append(_age(t.oldest_queued_age_seconds))
+        row.append(str(t.live_workers))
         if show_rates:
             pair = rates.get(t.job_type) if rates else None
             row += [f"{pair[0]:.1f}", f"{pair[1]:.1f}"] if pair else ["-", "-"]
-        table.add_row(*row)
+        table.add_row(*row, style="bold red" if t.queued_without_worker else None)
     if len(stats) > 1:
         table.add_section()
         table.add_row(*_total_row(stats, rates), style="bold")
@@ -276,12 +279,26 @@ def _total_row(
     row += [str(sum(t.scheduled_in_index for t in stats))]
     ages = [t.oldest_queued_age_seconds for t in stats if t.oldest_queued_age_seconds is not None]
     row.append(_age(max(ages) if ages else None))
+    row.append("")  # a worker may serve several types: a sum would count it twice
     if rates:
         row += [f"{sum(r[0] for r in rates.values()):.1f}"]
         row += [f"{sum(r[1] for r in rates.values()):.1f}"]
     elif rates is not None:
         row += ["-", "-"]
     return row
+
+
+def _caption(stats: Sequence[TypeStats]) -> Text | None:
+    """'no jobs', or the warning that queued jobs wait for a worker that is not there."""
+    if not stats:
+        return Text("no jobs")
+    unserved = [t.job_type for t in stats if t.queued_without_worker]
+    if not unserved:
+        return None
+    return Text(
+        f"no live worker has registered: {', '.join(unserved)} (their queued jobs wait)",
+        style="bold red",
+    )
 
 
 def _age(seconds: float | None) -> str:
@@ -350,7 +367,8 @@ def _jobs(n: int) -> str:
     return f"{n} job" if n == 1 else f"{n} jobs"
 
 
-def _stdout() -> Console:
+def stdout_console() -> Console:
+    """The console for results: a terminal's width, or PLAIN_WIDTH off a terminal."""
     return Console() if sys.stdout.isatty() else Console(width=PLAIN_WIDTH)
 
 

@@ -1,18 +1,23 @@
 """The ``hybridq`` command line: every subcommand, option and argument type. What each
-subcommand does is in cli.py (and cli_ops.py for the operator commands)."""
+subcommand does is in main.py (ops.py for the operator commands, jobs.py for the single-job
+ones). Arguments are checked here, so a malformed one exits 2 before anything connects."""
 
 from __future__ import annotations
 
 import argparse
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
 from queue_core.models import MAX_RETRIES_LIMIT, PRIORITY_MAX, PRIORITY_MIN, JobStatus
 from queue_core.settings import Settings
 
 from . import ops as cli_ops
+from .exits import EXIT_USAGE, exit_codes_text
 
-EXIT_USAGE = 2
+DISTRIBUTION = "hybridq-queue"
+LIST_LIMIT_MAX = 1000
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 Commands = Mapping[str, Command]
@@ -28,14 +33,15 @@ def build(commands: Commands) -> argparse.ArgumentParser:
     """The whole command line; ``commands`` maps each subcommand to what runs it."""
     parser = _Parser(
         prog="hybridq",
-        description="hybridq: a job queue durable in PostgreSQL, fast through Redis. "
-        "Configuration comes from DATABASE_URL, REDIS_URL and HYBRIDQ_* variables.",
-        epilog="Exit codes: 0 ok, 1 failed, 2 bad arguments, input, configuration or "
-        "environment (e.g. a port in use), 3 PostgreSQL or Redis unreachable.",
+        description="hybridq: a job queue durable in PostgreSQL, fast through Redis.\n"
+        "Configuration comes from DATABASE_URL, REDIS_URL and HYBRIDQ_* variables;\n"
+        "`hybridq COMMAND --help` describes each command.",
+        epilog=exit_codes_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
-    )
+    parser.add_argument("--version", action="version", version=f"hybridq {_version()}")
+    # Not required: a bare `hybridq` prints the whole usage (main.py), not one error line.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("migrate", help="create or upgrade the jobs table (idempotent)")
     p.set_defaults(func=commands["migrate"])
@@ -114,6 +120,13 @@ def build(commands: Commands) -> argparse.ArgumentParser:
         help=f"retries after the first attempt, 0..{MAX_RETRIES_LIMIT} (default 3)",
     )
     p.add_argument("--user-id", default=None, metavar="USER", help="owner of the job")
+    checked = p.add_mutually_exclusive_group()
+    _add_handlers_option(checked, "whose job types TYPE and --input are validated against")
+    checked.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="enqueue without checking TYPE and --input against any handlers module",
+    )
     p.set_defaults(func=commands["enqueue"])
 
     p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
@@ -186,11 +199,46 @@ def build(commands: Commands) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands["contracts"])
 
-    p = sub.add_parser("get", help="print one job as JSON")
-    p.add_argument("job_id", metavar="ID")
-    p.set_defaults(func=commands["get"])
+    _add_job_commands(sub, commands)
     _add_operator_commands(sub, commands)
     return parser
+
+
+def _add_job_commands(sub: argparse._SubParsersAction[_Parser], commands: Commands) -> None:
+    """get, list, cancel (one job); implemented in jobs.py. retry ID is with the bulk
+    retry, in _add_operator_commands."""
+    p = sub.add_parser("get", help="print one job as JSON")
+    p.add_argument("job_id", metavar="ID", type=_job_id, help="the job's id (a UUID)")
+    p.set_defaults(func=commands["get"])
+
+    p = sub.add_parser(
+        "list",
+        help="the newest jobs, optionally of one status, type or user",
+        description="Jobs newest first, as a table (id, type, status, attempts, user, "
+        "created, first line of last_error) or with --json as a JSON array of jobs.",
+    )
+    p.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
+    p.add_argument("--type", dest="job_type", metavar="TYPE", help="only jobs of this type")
+    p.add_argument("--user", dest="user_id", metavar="USER_ID", help="only this user's jobs")
+    p.add_argument(
+        "--limit",
+        type=_list_limit,
+        default=20,
+        metavar="N",
+        help=f"at most N jobs, 1..{LIST_LIMIT_MAX} (default 20)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON array of jobs")
+    p.set_defaults(func=commands["list"])
+
+    p = sub.add_parser(
+        "cancel",
+        help="cancel one queued or running job and print it",
+        description="A queued job is cancelled at once; a running one is cancelled and its "
+        "handler stopped at its worker's next heartbeat. A finished job cannot be cancelled "
+        "(exit 1).",
+    )
+    p.add_argument("job_id", metavar="ID", type=_job_id, help="the job's id (a UUID)")
+    p.set_defaults(func=commands["cancel"])
 
 
 def _add_operator_commands(
@@ -238,18 +286,24 @@ def _add_operator_commands(
     yes_help = "do not ask for confirmation (required when stdin is not a terminal)"
     p = sub.add_parser(
         "retry",
-        help="queue again every failed (or cancelled) job, optionally of one type",
-        description="Queue again, at once and with a fresh allowance of retries, every job "
-        "in STATUS (of TYPE, or of every type), in batches of 1000. Asks first unless --yes; "
-        "without --yes and with no terminal on stdin it refuses (exit 2); answering no exits 1. "
-        f"Prints 'retried N jobs'. {needs_both} Jobs retried before a Redis failure stay "
-        "queued; the reconciler indexes them.",
+        help="queue one failed or cancelled job again (retry ID), or every one (--status)",
+        usage="hybridq retry ID\n       hybridq retry --status {failed,cancelled} "
+        "[--job-type TYPE] [--yes]",
+        description="retry ID: queue that failed or cancelled job again, now, with a fresh "
+        "allowance of retries, and print it (another status: exit 1). "
+        "retry --status: the same for every job in STATUS (of TYPE, or of every type), in "
+        "batches of 1000. Asks first unless --yes; without --yes and with no terminal on "
+        "stdin it refuses (exit 2); answering no exits 1. Prints 'retried N jobs'. "
+        f"{needs_both} Jobs retried before a Redis failure stay queued; the reconciler "
+        "indexes them.",
+    )
+    p.add_argument(
+        "job_id", metavar="ID", type=_job_id, nargs="?", help="one job's id (a UUID)"
     )
     p.add_argument(
         "--status",
-        required=True,
         choices=[JobStatus.FAILED.value, JobStatus.CANCELLED.value],
-        help="the jobs to retry: failed or cancelled",
+        help="retry every job in this status: failed or cancelled",
     )
     p.add_argument("--job-type", default=None, metavar="TYPE", help="only jobs of this type")
     p.add_argument("--yes", action="store_true", help=yes_help)
@@ -268,7 +322,7 @@ def _add_operator_commands(
         required=True,
         type=_duration,
         metavar="DURATION",
-        help="finished more than this long ago: 7d, 12h, 30m, 90s (must be positive)",
+        help="finished more than this long ago, with its unit: 7d, 12h, 30m, 90s",
     )
     p.add_argument(
         "--status",
@@ -281,14 +335,38 @@ def _add_operator_commands(
     p.set_defaults(func=commands["purge"])
 
 
-def _add_handlers_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+def _add_handlers_option(parser: argparse._ActionsContainer, purpose: str) -> None:
     parser.add_argument(
         "--handlers",
         default=None,
         metavar="MODULE",
-        help=f"module defining register(runner), {purpose} "
-        "(default: HYBRIDQ_HANDLERS_MODULE or 'handlers')",
+        help=f"the application's module defining register(runner), {purpose} "
+        "(default: HYBRIDQ_HANDLERS_MODULE; one of the two is required)",
     )
+
+
+def _version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+def _job_id(text: str) -> str:
+    """A job id: a UUID (any of its spellings); anything else cannot name a job."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a job id (a UUID like 0190a5e2-...), got {text!r:.80}"
+        ) from None
+
+
+def _list_limit(text: str) -> int:
+    value = _positive_int(text)
+    if value > LIST_LIMIT_MAX:
+        raise argparse.ArgumentTypeError(f"expected at most {LIST_LIMIT_MAX}, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -318,14 +396,17 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 
 
 def _duration(text: str) -> float:
-    """'15s', '2m', '500ms', '1h', '7d' or a plain number of seconds; must be positive."""
-    number, unit = text, "s"
-    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
-        if text.endswith(suffix):
-            number, unit = text[: -len(suffix)], suffix
-            break
+    """'15s', '2m', '500ms', '1h', '7d': a positive number and its unit. A bare number is
+    refused: `purge --older-than 7` meant days to one operator and seconds to the parser."""
+    unit = next(
+        (u for u in sorted(_DURATION_UNITS, key=len, reverse=True) if text.endswith(u)), None
+    )
+    if unit is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration with its unit (ms, s, m, h or d), like 15s or 7d, got {text!r}"
+        )
     try:
-        seconds = float(number) * _DURATION_UNITS[unit]
+        seconds = float(text[: -len(unit)]) * _DURATION_UNITS[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a duration like 15s or 2m, got {text!r}"

@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from queue_core.connect import connect
+from queue_core.contracts import ContractRegistry, load_contracts
 from queue_core.enqueue.service import JobService
 from queue_core.errors import QueueError
 from queue_core.models import TERMINAL_STATUSES, Job, JobStatus
@@ -46,7 +47,9 @@ DEMO_USER = "demo-user"
 DEMO_TIMEOUT_SECONDS = 60.0  # the demo gives up on jobs not finished by then
 POLL_SECONDS = 0.2  # how often unfinished demo jobs are re-read, and the stop flag checked
 KILL_MARGIN_SECONDS = 5.0  # a worker gets its shutdown grace plus this before SIGKILL
-WORKER_COMMAND = [sys.executable, "-m", "queue_core", "worker", "--handlers", "handlers"]
+DEMO_HANDLERS = "handlers"
+"""The repository's example handlers: `make up` is the one place they are used implicitly."""
+WORKER_COMMAND = [sys.executable, "-m", "queue_core", "worker", "--handlers", DEMO_HANDLERS]
 
 
 class StopFlag:
@@ -179,6 +182,8 @@ def api_process(port: int, settings: Settings) -> Iterator[Dashboard]:
         "-m",
         "queue_core",
         "api",
+        "--handlers",
+        DEMO_HANDLERS,
         "--host",
         "127.0.0.1",
         "--port",
@@ -204,20 +209,18 @@ def api_process(port: int, settings: Settings) -> Iterator[Dashboard]:
                 proc.wait()
 
 
-def demo_specs(count: int, now: datetime) -> list[dict[str, Any]]:
-    """``count`` valid jobs cycling through the example types; the first is high priority
+def demo_specs(count: int, now: datetime, contracts: ContractRegistry) -> list[dict[str, Any]]:
+    """``count`` valid jobs cycling through the registered types that declare an example
+    input (so a type added to the handlers shows up here too); the first is high priority
     and the last is scheduled 2 s ahead."""
+    examples = [(c.job_type, c.example_input) for c in contracts if c.example_input is not None]
     specs: list[dict[str, Any]] = []
-    for n in range(1, count + 1):
-        job_type, job_input = [
-            ("email_processing", {"message_id": f"demo-msg-{n}"}),
-            ("calendar_sync", {"calendar_id": f"demo-calendar-{n}", "days": 7}),
-            ("briefing_generation", {"topic": f"demo topic {n}"}),
-        ][(n - 1) % 3]
+    for n in range(1, count + 1 if examples else 1):
+        job_type, job_input = examples[(n - 1) % len(examples)]
         specs.append({"job_type": job_type, "input": job_input, "user_id": DEMO_USER})
     if specs:
         specs[0]["priority"] = 100
-    if count > 1:
+    if len(specs) > 1:
         specs[-1]["scheduled_for"] = now + timedelta(seconds=2)
     return specs
 
@@ -228,8 +231,11 @@ async def run_demo(
     """Enqueue the demo jobs and print each as it finishes; True if every one succeeded."""
     if count == 0:
         return True
-    async with connect(settings) as queue:
-        jobs = await queue.job_service.create_many(demo_specs(count, datetime.now(UTC)))
+    contracts = load_contracts(DEMO_HANDLERS)
+    async with connect(settings, contracts=contracts) as queue:
+        jobs = await queue.job_service.create_many(
+            demo_specs(count, datetime.now(UTC), contracts)
+        )
         print(
             f"enqueued {len(jobs)} demo jobs (the first at priority 100, the last due in 2 s)"
             f"\n\n{'id':<10}{'job_type':<21}{'status':<11}{'attempts':<10}output"

@@ -238,6 +238,9 @@ class JobService:
         if job is None:
             raise self._conflict(await self.get(job_id), "cancel")
         entries = [index_entry(job, deferred=False)]
+        # A background index write of this job (just created) must land before the removal,
+        # or it would put the cancelled job's id back.
+        await self._index_writer.flush()
         await self._index_quietly("remove_jobs", self.index.remove_jobs, entries)
         self._tell([job], "cancelled")
         return job

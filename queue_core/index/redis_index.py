@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from queue_core import keys
-from queue_core.models import ClaimedIds, IndexEntry, PoppedId
+from queue_core.models import ClaimedIds, IndexEntry, LiveWorker, PoppedId
 
 from .client import lua_script, translate_errors
+from .presence import keep_announcing, live_workers
 from .wake import WakeListener
 
 INDEX_CHUNK = 2000
@@ -142,6 +143,15 @@ class RedisIndex:
         async with translate_errors():
             counts = await pipe.execute()
         return {t: (counts[2 * i], counts[2 * i + 1]) for i, t in enumerate(job_types)}
+
+    async def keep_worker_announced(
+        self, worker_id: str, job_types: Sequence[str], ttl_seconds: float
+    ) -> None:
+        """Announce a worker and its job types, renewed until cancelled (presence.py)."""
+        await keep_announcing(self.client, self.namespace, worker_id, job_types, ttl_seconds)
+
+    async def live_workers(self) -> list[LiveWorker]:
+        return await live_workers(self.client, self.namespace)
 
     async def ping(self) -> None:
         async with translate_errors():

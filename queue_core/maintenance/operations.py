@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,13 +28,22 @@ class TypeStats:
     ready_in_index: int = 0
     scheduled_in_index: int = 0
     oldest_queued_age_seconds: float | None = None  # how long the oldest due job has waited
+    live_workers: int = 0  # workers alive now that have registered this type
+
+    @property
+    def queued_without_worker(self) -> int:
+        """Queued jobs that no live worker would run: a typo'd job type, a type no
+        deployed handlers module registers yet, or a worker pool that is down."""
+        return 0 if self.live_workers else self.by_status.get(JobStatus.QUEUED, 0)
 
 
 async def queue_stats(store: MaintenanceStore, index: ReadyIndex) -> list[TypeStats]:
-    """Per job type: jobs by status, ids in the Redis index, the oldest due job's wait."""
+    """Per job type (every type with jobs, or that a live worker registered): jobs by
+    status, ids in the Redis index, the oldest due job's wait, the live workers serving it."""
     counts = await store.count_jobs()
     oldest = await store.oldest_due_queued_jobs()
-    types = sorted({c.job_type for c in counts} | set(oldest))
+    serving = Counter(t for w in await index.live_workers() for t in set(w.job_types))
+    types = sorted({c.job_type for c in counts} | set(oldest) | set(serving))
     depths = await index.depths(types)
     now = datetime.now(UTC)
     return [
@@ -45,6 +55,7 @@ async def queue_stats(store: MaintenanceStore, index: ReadyIndex) -> list[TypeSt
             oldest_queued_age_seconds=(
                 round((now - oldest[t]).total_seconds(), 3) if t in oldest else None
             ),
+            live_workers=serving[t],
         )
         for t in types
     ]

@@ -36,15 +36,17 @@ from .connection import (
     open_connection,
     translate_errors,
 )
-from .queries import Q
+from .periodic_store import PeriodicSchedules
+from .queries import Q, in_schema
 from .rows import index_entry, job_from_record, new_job_row
 
 _AFTER_EVERY_UUID = uuid.UUID(int=(1 << 128) - 1)
 """The keyset cursor of a first page: greater than every id."""
 
 
-class PgStore:
-    """Implements ports.JobStore on an asyncpg pool.
+class PgStore(PeriodicSchedules):
+    """Implements ports.JobStore on an asyncpg pool (the periodic schedules' methods come
+    from periodic_store.py).
 
     ``claim_pool``, when given, carries the statements whose loss in a Postgres crash costs
     nothing but a re-run: claims and lease renewals. Its sessions commit with
@@ -64,14 +66,17 @@ class PgStore:
         acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
     ) -> None:
         """``dsn`` and ``schema``: for the connections held for long (the reconcile lock,
-        LISTEN), opened apart from the pools. Every statement waits at most
-        ``acquire_timeout`` seconds for a pooled connection (then BackendUnavailable)."""
+        LISTEN), opened apart from the pools; ``schema`` is also where the tables are
+        (Settings.db_schema) when not on the server's search_path: the pools set their own
+        search_path, and statements on a caller's connection name it (see insert_jobs).
+        Every statement waits at most ``acquire_timeout`` seconds for a pooled connection
+        (then BackendUnavailable)."""
         self.pool = pool
         self.claim_pool = claim_pool or pool
         self._pool = TimedPool(pool, acquire_timeout)
         self._claim_pool = TimedPool(self.claim_pool, acquire_timeout)
         self._dsn = dsn
-        self._schema = schema
+        self.schema = schema
 
     async def aclose(self) -> None:
         """Close the pools (a store made by open_lease_store owns its pool)."""
@@ -82,15 +87,21 @@ class PgStore:
     async def insert_jobs(
         self, jobs: Sequence[NewJob], connection: asyncpg.Connection | None = None
     ) -> list[Job]:
-        """Insert and return the jobs as stored, in the given order."""
+        """Insert and return the jobs as stored, in the given order. On ``connection`` (the
+        caller's, inside its transaction) the statements name the configured schema, so
+        the caller need not set search_path."""
         target: asyncpg.Connection | TimedPool = (
             connection if connection is not None else self._pool
         )
+        single, batch = Q.insert_job, Q.insert_jobs
+        if connection is not None and self.schema is not None:
+            single = in_schema("insert_job", self.schema)
+            batch = in_schema("insert_jobs", self.schema)
         async with translate_errors():
             if len(jobs) == 1:
                 j = jobs[0]
                 decided = await target.fetchrow(
-                    Q.insert_job,
+                    single,
                     j.id,
                     j.job_type,
                     j.input_json,
@@ -101,7 +112,7 @@ class PgStore:
                 )
             else:
                 decided = await target.fetchrow(
-                    Q.insert_jobs,
+                    batch,
                     [j.id for j in jobs],
                     [j.job_type for j in jobs],
                     [j.input_json for j in jobs],
@@ -402,7 +413,7 @@ class PgStore:
             await _close(conn)
 
     async def _dedicated_connection(self) -> asyncpg.Connection:
-        return await open_connection(self._dsn, schema=self._schema)
+        return await open_connection(self._dsn, schema=self.schema)
 
     async def server_now(self) -> datetime:
         async with translate_errors():

@@ -53,6 +53,24 @@ def load_queries() -> dict[str, str]:
     return queries
 
 
+TABLES = ("jobs", "periodic_schedules", "api_tokens", "dashboard_sessions")
+"""hybridq's tables: what ``in_schema`` qualifies."""
+
+_TABLE_REFERENCE = re.compile(
+    r"\b(INTO|FROM|UPDATE|JOIN)(\s+)(" + "|".join(TABLES) + r")\b", re.IGNORECASE
+)
+
+
+@cache
+def in_schema(name: str, schema: str) -> str:
+    """The statement ``name`` with each of hybridq's tables qualified by ``schema``
+    (``INSERT INTO "s".jobs``): for a connection hybridq did not open, whose search_path it
+    cannot rely on (a caller's transaction, see PgStore.insert_jobs). ``schema`` is
+    Settings.db_schema, an identifier its pattern validated; it is quoted here anyway."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    return _TABLE_REFERENCE.sub(rf"\1\2{quoted}.\3", load_queries()[name])
+
+
 class Queries:
     """Attribute access to the statements: ``Q.claim_jobs``."""
 

@@ -311,3 +311,38 @@ SELECT * FROM jobs
 WHERE status = 'failed' AND ($1::text IS NULL OR job_type = $1)
 ORDER BY id DESC
 LIMIT $2;
+
+-- name: start_periodic_schedules
+-- Schedules ($1, names) seen for the first time start at $2 (now): their first tick is the
+-- next one, so deploying a daily job never runs the tick it "missed" before it existed.
+INSERT INTO periodic_schedules (name, position)
+SELECT name, $2 FROM unnest($1::text[]) AS s(name)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: periodic_schedule_positions
+-- Where each of these schedules stands: every tick at or before its position is handled.
+SELECT name, position FROM periodic_schedules WHERE name = ANY($1::text[]);
+
+-- name: advance_periodic_schedule
+-- Move schedule $1 from position $2 to $3, only if no other scheduler moved it first: the
+-- compare-and-set that runs each tick once however many reconcilers run (a concurrent one
+-- waits on the row lock, then finds the position changed and updates nothing). $4, $5: the
+-- latest tick enqueued now and its job, if any.
+UPDATE periodic_schedules
+SET position = $3, advanced_at = now(),
+    last_enqueued_tick = coalesce($4, last_enqueued_tick), last_job_id = coalesce($5, last_job_id)
+WHERE name = $1 AND position = $2
+RETURNING name;
+
+-- name: insert_periodic_jobs
+-- The jobs of a schedule's due ticks, in the transaction that advanced it. The idempotency
+-- key periodic:<name>:<tick> also keeps out a tick a scheduler of an earlier release (which
+-- relied on the key alone) enqueued during a rolling upgrade: such a row is not returned.
+INSERT INTO jobs (id, job_type, input, priority, max_retries, scheduled_for, idempotency_key)
+SELECT t.id, t.job_type, t.input::jsonb, t.priority, t.max_retries,
+       date_trunc('milliseconds', now()), t.idempotency_key
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[])
+     AS t(id, job_type, input, priority, max_retries, idempotency_key)
+ON CONFLICT ((coalesce(user_id, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
+DO NOTHING
+RETURNING *;

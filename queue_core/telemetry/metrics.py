@@ -58,6 +58,13 @@ class Metrics:
         self.index_depth = Gauge(
             "hybridq_index_depth", "Ids in the Redis index.", ["job_type", "set"], registry=r
         )
+        self.queued_without_worker = Gauge(
+            "hybridq_queued_without_worker",
+            "Queued jobs of a type no live worker has registered: they wait until one does "
+            "(a typo'd type, a handlers module not deployed yet, a worker pool that is down).",
+            ["job_type"],
+            registry=r,
+        )
         self.redis_fallback = Gauge(
             "hybridq_redis_fallback",
             "1 while this worker claims the type from Postgres "

@@ -91,6 +91,7 @@ class Claimer:
         self._claims = 0  # numbers this worker's claims (see _next_lease_owner)
         self._postgres_until: dict[str, float] = {}  # job type -> monotonic time to retry Redis
         self._degraded: set[str] = set()  # types claimed from Postgres now (logged once)
+        self._claimed_through_redis: set[str] = set()  # types this worker found indexed
         self._rebuilds: dict[str, asyncio.Task[None]] = {}
         self._idle_pop: asyncio.Future[PoppedId | None] | None = None  # see idle()
         self._interrupted = asyncio.Event()
@@ -196,9 +197,15 @@ class Claimer:
             self._use_postgres(job_type, f"redis unreachable: {exc.detail}")
             return await self._claim_from_postgres(job_type, want)
         if popped.index_lost:
-            self._use_postgres(job_type, "redis index not marked complete; rebuilding it")
+            # Before this worker ever found the type indexed, an unmarked index is what a
+            # fresh deployment or a new job type looks like (built in milliseconds): INFO.
+            # After, it means Redis lost its data: WARNING.
+            lost = job_type in self._claimed_through_redis
+            reason = "redis index not marked complete; rebuilding it"
+            self._use_postgres(job_type, reason, logging.WARNING if lost else logging.INFO)
             self._request_rebuild(job_type)
             return await self._claim_from_postgres(job_type, want)
+        self._claimed_through_redis.add(job_type)
         if job_type in self._degraded:
             self._back_to_redis(job_type)
         if not popped.ids:
@@ -227,13 +234,14 @@ class Claimer:
         poll_ms = int(self.settings.fallback_poll_seconds * 1000)
         return Claim(jobs, 0 if len(jobs) == want else poll_ms)
 
-    def _use_postgres(self, job_type: str, reason: str) -> None:
+    def _use_postgres(self, job_type: str, reason: str, level: int = logging.WARNING) -> None:
         self._postgres_until[job_type] = time.monotonic() + REDIS_RETRY_SECONDS
         if job_type not in self._degraded:
             self._degraded.add(job_type)
             if self._metrics is not None:
                 self._metrics.redis_fallback.labels(job_type).set(1)
-            log.warning(
+            log.log(
+                level,
                 "claiming straight from postgres",
                 extra={
                     "action": "claim_mode",
@@ -248,7 +256,7 @@ class Claimer:
         self._degraded.discard(job_type)
         if self._metrics is not None:
             self._metrics.redis_fallback.labels(job_type).set(0)
-        log.warning(
+        log.info(  # a recovery: the warning was logged when it began
             "claiming through redis again",
             extra={
                 "action": "claim_mode",

@@ -200,6 +200,11 @@ class JobRunnerService(ContractRegistry):
             asyncio.create_task(self._outcomes.run()),
             asyncio.create_task(self._beat()),
             asyncio.create_task(self._live.run()),
+            asyncio.create_task(  # stats show queued types that no live worker runs
+                self._index.keep_worker_announced(
+                    self.worker_id, self.job_types, self.settings.lease_seconds
+                )
+            ),
         ]
         if self._index_committed_jobs is not None:
             background.append(asyncio.create_task(self._index_committed_jobs()))

@@ -72,7 +72,9 @@ async def assert_no_jobs(db: asyncpg.Connection) -> None:
 
 
 def api_settings_for(settings: Settings, **overrides: Any) -> Settings:
-    return settings.model_copy(update={"api_tokens": token_entries(), **overrides})
+    return settings.model_copy(
+        update={"api_tokens": token_entries(), "handlers_module": "handlers", **overrides}
+    )
 
 
 @asynccontextmanager

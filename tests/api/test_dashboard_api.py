@@ -13,6 +13,10 @@ import asyncpg
 import httpx
 from hybridq_api.dashboard import COOKIE
 
+from queue_core import Settings
+from queue_core.index import create_client
+from queue_core.index.presence import announce_worker
+
 from .conftest import DEAD_DATABASE_URL, TOKENS, ClientFactory, auth, email_job
 
 HOSTILE = '<script>alert("x")</script>'
@@ -198,3 +202,26 @@ async def test_dashboard_bulk_retry_stops_at_the_admin_rate_limit(
         single = await client.post(f"/dashboard/jobs/{failed_id}/retry", data={"csrf": csrf})
         assert_html_page(single, 429)
     assert await db.fetchval("SELECT count(*) FROM jobs WHERE status = 'queued'") == 2
+
+
+async def test_dashboard_warns_about_queued_jobs_no_live_worker_runs(
+    client: httpx.AsyncClient, api_settings: Settings
+) -> None:
+    created = await client.post("/jobs", json=email_job(), headers=auth("admin"))
+    assert created.status_code == 201, created.text
+    await login(client)
+
+    page = await client.get("/dashboard/stats")
+    assert_html_page(page, 200)
+    assert "No live worker has registered" in page.text
+    assert "<strong>email_processing</strong> (1 queued)" in page.text
+    assert re.search(r'<tr data-job-type="email_processing" class="unserved">', page.text)
+
+    redis = create_client(api_settings.redis_url)
+    try:
+        await announce_worker(redis, api_settings.namespace, "w-1", ["email_processing"], 30)
+    finally:
+        await redis.aclose()
+    served = await client.get("/dashboard/stats")
+    assert "No live worker has registered" not in served.text
+    assert re.search(r'<td class="num live-workers">1</td>', served.text)

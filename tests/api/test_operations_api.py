@@ -14,6 +14,10 @@ import asyncpg
 import httpx
 import pytest
 
+from queue_core import Settings
+from queue_core.index import create_client
+from queue_core.index.presence import announce_worker
+
 from .conftest import (
     DEAD_DATABASE_URL,
     DEAD_REDIS_URL,
@@ -328,3 +332,26 @@ async def test_retry_costs_a_rate_limit_token_like_an_enqueue(
     assert await db.fetchval("SELECT status FROM jobs WHERE id = $1::uuid", job["id"]) == (
         "cancelled"
     )
+
+
+async def test_stats_and_metrics_show_queued_jobs_no_live_worker_runs(
+    client: httpx.AsyncClient, api_settings: Settings
+) -> None:
+    for i in range(2):
+        created = await client.post("/jobs", json=email_job(f"m-{i}"), headers=auth("alice"))
+        assert created.status_code == 201, created.text
+    redis = create_client(api_settings.redis_url)
+    try:  # a live worker that runs only calendar_sync
+        await announce_worker(redis, api_settings.namespace, "w-1", ["calendar_sync"], 30)
+    finally:
+        await redis.aclose()
+
+    stats = await client.get("/stats", headers=auth("admin"))
+    by_type = {t["job_type"]: t for t in stats.json()["job_types"]}
+    email, calendar = by_type["email_processing"], by_type["calendar_sync"]
+    assert (email["live_workers"], email["queued_without_worker"]) == (0, 2)
+    assert (calendar["live_workers"], calendar["queued_without_worker"]) == (1, 0)
+
+    metrics = (await client.get("/metrics", headers=auth("admin"))).text
+    assert 'hybridq_queued_without_worker{job_type="email_processing"} 2.0' in metrics
+    assert 'hybridq_queued_without_worker{job_type="calendar_sync"} 0.0' in metrics

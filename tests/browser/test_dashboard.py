@@ -124,7 +124,7 @@ async def seed(settings: Settings) -> list[str]:
         *[("calendar_sync", {"calendar_id": f"c-{i}"}, "failed", CALENDAR_ERROR) for i in range(3)],
         *[("briefing_generation", {"topic": f"t-{i}"}, "queued", None) for i in range(2)],
     ]
-    async with connect(settings) as queue:
+    async with connect(settings, handlers="handlers") as queue:
         jobs = await queue.job_service.create_many(
             [{"job_type": t, "input": i} for t, i, _, _ in specs]
         )
@@ -193,7 +193,7 @@ def stack(server_urls: tuple[str, str], tmp_path: Path) -> Iterator[Stack]:
         port = free_port()
         with open(log, "wb") as out:
             server = subprocess.Popen(
-                [*command, "api", "--port", str(port)],
+                [*command, "api", "--handlers", "handlers", "--port", str(port)],
                 env=env,
                 cwd=REPO,
                 stdout=out,

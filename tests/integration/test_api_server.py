@@ -22,13 +22,27 @@ from .test_cli_tokens import ENV_ADMIN, free_port, status_of
 def serve(settings: Settings, tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = worker_env(
-        settings, Path("/dev/null"),
+        settings,
+        Path("/dev/null"),
         HYBRIDQ_API_TOKENS=json.dumps([config_entry(ENV_ADMIN, admin=True)]),
     )
     with open(tmp_path / f"api-{port}.log", "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "queue_core", "api", "--port", str(port), *args],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "queue_core",
+                "api",
+                "--handlers",
+                "handlers",
+                "--port",
+                str(port),
+                *args,
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 30
     while status_of(f"http://127.0.0.1:{port}", ENV_ADMIN) != 200:
@@ -40,9 +54,15 @@ def serve(settings: Settings, tmp_path: Path, *args: str) -> tuple[subprocess.Po
 def login(port: int, **headers: str) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     body = urllib.parse.urlencode({"token": ENV_ADMIN})
-    conn.request("POST", "/dashboard/login", body, {
-        "Content-Type": "application/x-www-form-urlencoded", **headers,
-    })
+    conn.request(
+        "POST",
+        "/dashboard/login",
+        body,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            **headers,
+        },
+    )
     return conn.getresponse()
 
 
@@ -61,8 +81,9 @@ async def test_forwarded_proto_is_trusted_only_with_proxy_headers(
         assert trusted.status == 303
         assert "Secure" in (trusted.getheader("set-cookie") or ""), trusted.getheaders()
         # Behind a proxy whose clients came over plain http: refused, nothing set.
-        refused = login(proxied_port, **{"X-Forwarded-Proto": "http",
-                                         "X-Forwarded-For": "198.51.100.7"})
+        refused = login(
+            proxied_port, **{"X-Forwarded-Proto": "http", "X-Forwarded-For": "198.51.100.7"}
+        )
         assert refused.status == 403 and refused.getheader("set-cookie") is None
         for response in (ignored, trusted, refused):
             assert response.getheader("server") is None, response.getheaders()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from queue_core import Queue, Settings
+from queue_core.contracts import load_contracts
 from tests.support.aio import wait_for_status
 from tests.support.cli import assert_one_line_error, hybridq
 from tests.support.workers import REPO, worker_env
@@ -33,6 +34,8 @@ async def test_enqueue_then_get_round_trip(queue: Queue) -> None:
         "5",
         "--user-id",
         "u-1",
+        "--handlers",
+        "handlers",
     )
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
@@ -42,7 +45,9 @@ async def test_enqueue_then_get_round_trip(queue: Queue) -> None:
 
 
 async def test_enqueue_with_delay_schedules_the_job(queue: Queue) -> None:
-    result = hybridq(queue.settings, "enqueue", "t", "--input", "{}", "--delay", "60")
+    result = hybridq(
+        queue.settings, "enqueue", "t", "--input", "{}", "--delay", "60", "--no-validate"
+    )
     job = json.loads(result.stdout)
     assert job["scheduled_for"] > job["created_at"]
 
@@ -50,14 +55,15 @@ async def test_enqueue_with_delay_schedules_the_job(queue: Queue) -> None:
 @pytest.mark.parametrize(
     "args, code, text",
     [
-        (["enqueue", "t", "--input", "{bad"], 2, "not valid JSON"),
-        (["enqueue", "t", "--input", "[1]"], 2, "JSON object"),
-        (["enqueue", "t", "--input", "{}", "--priority", "5000"], 2, "priority"),
-        (["enqueue", "t", "--input", "{}", "--priority", "high"], 2, "invalid int"),
-        (["enqueue", "t", "--input", "{}", "--delay", "-3"], 2, "number"),
-        (["enqueue", "bad type", "--input", "{}"], 2, "job_type"),
+        (["enqueue", "t", "--no-validate", "--input", "{bad"], 2, "not valid JSON"),
+        (["enqueue", "t", "--no-validate", "--input", "[1]"], 2, "JSON object"),
+        (["enqueue", "t", "--no-validate", "--input", "{}", "--priority", "5000"], 2, "priority"),
+        (["enqueue", "t", "--no-validate", "--input", "{}", "--priority", "hi"], 2, "invalid int"),
+        (["enqueue", "t", "--no-validate", "--input", "{}", "--delay", "-3"], 2, "number"),
+        (["enqueue", "bad type", "--no-validate", "--input", "{}"], 2, "job_type"),
         (["enqueue", "t"], 2, "--input"),
-        (["get", "not-a-uuid"], 1, "no job"),
+        (["get", "not-a-uuid"], 2, "expected a job id"),
+        (["get", "123"], 2, "expected a job id"),
         (["get", "01900000-0000-7000-8000-000000000000"], 1, "no job"),
         (["worker", "--concurrency", "0"], 2, "positive integer"),
         (["worker", "--handlers", "no_such_module_xyz"], 2, "cannot import"),
@@ -115,9 +121,10 @@ async def test_worker_runs_jobs_and_exits_0_on_sigterm(queue: Queue, tmp_path: P
     assert "Traceback" not in out
 
 
-def test_contracts_prints_every_example_job_type_with_its_input_shape() -> None:
+def test_contracts_prints_every_registered_job_type_with_its_schemas() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "queue_core", "contracts", "--format", "json"],
+        [sys.executable, "-m", "queue_core", "contracts", "--handlers", "handlers", "--format",
+         "json"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -125,9 +132,10 @@ def test_contracts_prints_every_example_job_type_with_its_input_shape() -> None:
     )
     assert result.returncode == 0, result.stderr
     contracts = {c["job_type"]: c for c in json.loads(result.stdout)}
-    assert set(contracts) == {"email_processing", "calendar_sync", "briefing_generation"}
+    assert list(contracts) == [c.job_type for c in load_contracts("handlers")]
     assert contracts["email_processing"]["input_schema"]["required"] == ["message_id"]
     assert contracts["calendar_sync"]["handler"] == "handlers.job_handlers.handle_calendar_sync"
+    assert contracts["email_processing"]["example_input"] == {"message_id": "msg-1"}
 
 
 def test_the_installed_hybridq_command_runs() -> None:

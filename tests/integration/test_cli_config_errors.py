@@ -18,27 +18,56 @@ ENTRY = "0" * 64 + ":admin"
 @pytest.mark.parametrize(
     ("env", "text"),
     [
-        pytest.param({"DATABASE_URL": "postgresql://root@127.0.0.1:abc/test"},
-                     "DATABASE_URL: port must be a number", id="non-numeric-port"),
-        pytest.param({"DATABASE_URL": "mysql://root@127.0.0.1/test"},
-                     "DATABASE_URL: scheme must be postgresql://", id="wrong-db-scheme"),
-        pytest.param({"DATABASE_URL": "postgresql://no_such_role_hq12@127.0.0.1:5432/test"},
-                     "fix the user or password in DATABASE_URL", id="unknown-role"),
-        pytest.param({"DATABASE_URL": "postgresql://root@127.0.0.1:5432/no_such_db_hq12"},
-                     "fix its name in DATABASE_URL", id="unknown-database"),
-        pytest.param({"REDIS_URL": "http://127.0.0.1:6379/0"},
-                     "REDIS_URL: scheme must be redis://", id="wrong-redis-scheme"),
-        pytest.param({"REDIS_URL": "redis://127.0.0.1:6379/999"},
-                     "check the database number", id="redis-db-out-of-range"),
-        pytest.param({"HYBRIDQ_API_TOKENS": "not json"},
-                     "HYBRIDQ_API_TOKENS: is not JSON", id="tokens-not-json"),
-        pytest.param({"HYBRIDQ_API_TOKENS": '["abc:admin"]'},
-                     "HYBRIDQ_API_TOKENS: entry 0 is malformed", id="malformed-token-entry"),
-        pytest.param({"HYBRIDQ_API_TOKENS": f'["{ENTRY}", "{"1" * 64}:root"]'},
-                     "entry 1 is malformed", id="unknown-role-in-entry"),
-        pytest.param({"HYBRIDQ_DB_SCHEMA": "never_migrated_hq12"},
-                     "does not exist in schema never_migrated_hq12: run `hybridq migrate`",
-                     id="wrong-schema"),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://root@127.0.0.1:abc/test"},
+            "DATABASE_URL: port must be a number",
+            id="non-numeric-port",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "mysql://root@127.0.0.1/test"},
+            "DATABASE_URL: scheme must be postgresql://",
+            id="wrong-db-scheme",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://no_such_role_hq12@127.0.0.1:5432/test"},
+            "fix the user or password in DATABASE_URL",
+            id="unknown-role",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://root@127.0.0.1:5432/no_such_db_hq12"},
+            "fix its name in DATABASE_URL",
+            id="unknown-database",
+        ),
+        pytest.param(
+            {"REDIS_URL": "http://127.0.0.1:6379/0"},
+            "REDIS_URL: scheme must be redis://",
+            id="wrong-redis-scheme",
+        ),
+        pytest.param(
+            {"REDIS_URL": "redis://127.0.0.1:6379/999"},
+            "check the database number",
+            id="redis-db-out-of-range",
+        ),
+        pytest.param(
+            {"HYBRIDQ_API_TOKENS": "not json"},
+            "HYBRIDQ_API_TOKENS: is not JSON",
+            id="tokens-not-json",
+        ),
+        pytest.param(
+            {"HYBRIDQ_API_TOKENS": '["abc:admin"]'},
+            "HYBRIDQ_API_TOKENS: entry 0 is malformed",
+            id="malformed-token-entry",
+        ),
+        pytest.param(
+            {"HYBRIDQ_API_TOKENS": f'["{ENTRY}", "{"1" * 64}:root"]'},
+            "entry 1 is malformed",
+            id="unknown-role-in-entry",
+        ),
+        pytest.param(
+            {"HYBRIDQ_DB_SCHEMA": "never_migrated_hq12"},
+            "does not exist in schema never_migrated_hq12: run `hybridq migrate`",
+            id="wrong-schema",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", [["get", JOB_ID], ["stats"], ["token", "list"]])
@@ -73,7 +102,9 @@ async def test_the_api_refuses_to_start_on_a_configuration_error(settings: Setti
         ({"DATABASE_URL": "postgresql://root@127.0.0.1:5432/no_such_db_hq12"}, "DATABASE_URL"),
         ({"HYBRIDQ_API_TOKENS": "[1]"}, "HYBRIDQ_API_TOKENS: must be a JSON list of strings"),
     ]:
-        result = hybridq(settings, "api", "--port", str(free_port()), **env)
+        result = hybridq(
+            settings, "api", "--handlers", "handlers", "--port", str(free_port()), **env
+        )
         assert_one_line_error(result, 2, text)
 
 
@@ -88,13 +119,15 @@ async def test_api_port_in_use_is_exit_2_not_backend_unreachable(settings: Setti
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = hybridq(settings, "api", "--port", str(port))
+        result = hybridq(settings, "api", "--handlers", "handlers", "--port", str(port))
     assert_one_line_error(result, 2, f"cannot listen on 127.0.0.1:{port}: another process")
     assert "--port" in result.stderr
 
 
 async def test_api_host_that_is_not_local_is_exit_2(settings: Settings) -> None:
-    result = hybridq(settings, "api", "--host", "192.0.2.1", "--port", str(free_port()))
+    result = hybridq(
+        settings, "api", "--handlers", "handlers", "--host", "192.0.2.1", "--port", str(free_port())
+    )
     assert_one_line_error(result, 2, "not an address of this machine")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from queue_core import Queue, Settings
+from queue_core.index.presence import announce_worker
 from tests.integration.test_retention import make_jobs, remaining
 from tests.support.cli import assert_one_line_error, hybridq
 from tests.support.workers import REPO, worker_env
@@ -64,6 +65,25 @@ async def test_stats_prints_a_table_of_types_and_statuses(queue: Queue) -> None:
     assert "email_processing" in result.stdout
     for column in ("queued", "running", "succeeded", "failed", "cancelled", "ready"):
         assert column in result.stdout
+
+
+async def test_stats_warns_about_queued_jobs_no_live_worker_has_registered(
+    queue: Queue,
+) -> None:
+    await create(queue, "emial_processing", 2)  # a typo'd type: no worker will ever run it
+    await announce_worker(
+        queue.redis, queue.settings.namespace, "w-1", ["email_processing"], ttl_seconds=30
+    )
+
+    result = hybridq(queue.settings, "stats", "--json")
+    rows = {row["job_type"]: row for row in json.loads(result.stdout)["job_types"]}
+    served = {t: (r["live_workers"], r["queued_without_worker"]) for t, r in rows.items()}
+    assert served == {"emial_processing": (0, 2), "email_processing": (1, 0)}
+
+    table = hybridq(queue.settings, "stats")
+    assert table.returncode == 0, table.stderr
+    assert "no live worker has registered: emial_processing" in table.stdout
+    assert "live" in table.stdout and "workers" in table.stdout
 
 
 async def test_top_without_a_terminal_prints_one_table_per_refresh_and_exits_0(

@@ -118,10 +118,24 @@ def two_apis(settings: Settings, tmp_path: Path) -> Iterator[list[str]]:
         for i in range(2):
             port = free_port()
             with open(tmp_path / f"api-{i}.log", "wb") as log:
-                servers.append(subprocess.Popen(
-                    [sys.executable, "-m", "queue_core", "api", "--port", str(port)],
-                    env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                ))
+                servers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "queue_core",
+                            "api",
+                            "--handlers",
+                            "handlers",
+                            "--port",
+                            str(port),
+                        ],
+                        env=env,
+                        cwd=REPO,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             urls.append(f"http://127.0.0.1:{port}")
         for url, server in zip(urls, servers, strict=True):
             deadline = time.monotonic() + 30

@@ -97,6 +97,16 @@ def test_compose_env_values_are_accepted_by_settings(monkeypatch: pytest.MonkeyP
         assert settings.redis_url == env["REDIS_URL"], name
 
 
+def test_compose_processes_that_load_handlers_are_told_which_module() -> None:
+    """worker, reconcile and api have no default handlers module (no process falls back to
+    the repository's examples): compose names one for each."""
+    for name, subcommand in APP_SUBCOMMANDS.items():
+        if subcommand in {"worker", "reconcile", "api"}:
+            service = services()[name]
+            named = hybridq_args(service["command"]).handlers is not None
+            assert named or environment(service).get("HYBRIDQ_HANDLERS_MODULE"), name
+
+
 def test_compose_backend_urls_point_at_the_compose_services() -> None:
     postgres = environment(services()["postgres"])
     for name in APP_SUBCOMMANDS:

@@ -139,25 +139,30 @@ def test_deploy_doc_api_probes_and_metrics_match_its_port() -> None:
         assert endpoint["authorization"]["type"] == "Bearer"
 
 
-def test_deploy_doc_env_names_are_settings_fields() -> None:
+def env_names_of(container: dict[str, Any], manifests: list[dict[str, Any]]) -> set[str]:
     """Every variable a container gets: its env entries and the keys of the Secrets and
     ConfigMaps it takes whole through envFrom."""
-    allowed = allowed_env_names()
-    manifests = doc_manifests()
     resources = {
         (d["kind"], d["metadata"]["name"]): {*(d.get("data") or {}), *(d.get("stringData") or {})}
         for d in manifests
         if d.get("kind") in {"Secret", "ConfigMap"}
     }
-    names = set()
+    names = {e["name"] for e in container.get("env", [])}
+    for source in container.get("envFrom", []):
+        for field, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+            if field in source:
+                key = (kind, source[field]["name"])
+                assert key in resources, f"envFrom names a missing {kind} {key[1]}"
+                names |= resources[key]
+    return names
+
+
+def test_deploy_doc_env_names_are_settings_fields() -> None:
+    allowed = allowed_env_names()
+    manifests = doc_manifests()
+    names: set[str] = set()
     for container in (c for doc in manifests for c in containers(doc)):
-        names |= {e["name"] for e in container.get("env", [])}
-        for source in container.get("envFrom", []):
-            for field, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
-                if field in source:
-                    key = (kind, source[field]["name"])
-                    assert key in resources, f"envFrom names a missing {kind} {key[1]}"
-                    names |= resources[key]
+        names |= env_names_of(container, manifests)
     assert {"DATABASE_URL", "REDIS_URL", "HYBRIDQ_API_TOKENS"} <= names
     assert not names - allowed, f"not DATABASE_URL/REDIS_URL/HYBRIDQ_<field>: {names - allowed}"
 
@@ -169,3 +174,15 @@ def test_deploy_doc_reconciler_cronjob_forbids_overlap() -> None:
         assert cron["spec"]["concurrencyPolicy"] == "Forbid"
         (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
         assert hybridq_args(container["args"]).once is True
+
+
+def test_deploy_doc_processes_that_load_handlers_are_told_which_module() -> None:
+    """worker, reconcile and api have no default handlers module: each container running
+    one gets HYBRIDQ_HANDLERS_MODULE or passes --handlers."""
+    manifests = doc_manifests()
+    for container in (c for doc in manifests for c in containers(doc)):
+        if container["args"][0] in {"worker", "reconcile", "api"}:
+            named = hybridq_args(container["args"]).handlers is not None
+            assert named or "HYBRIDQ_HANDLERS_MODULE" in env_names_of(container, manifests), (
+                f"{container['name']} runs `{container['args'][0]}` without a handlers module"
+            )

@@ -14,7 +14,7 @@ import pytest
 
 from queue_core import Queue
 from queue_core.store.migrate import apply_migrations, bundled_migrations
-from queue_core.store.queries import Q, load_queries
+from queue_core.store.queries import Q, in_schema, load_queries
 
 MIGRATORS = 4
 
@@ -29,6 +29,27 @@ async def test_every_named_statement_prepares_against_the_migrated_schema(queue:
             except asyncpg.PostgresError as exc:
                 failures[name] = f"{type(exc).__name__}: {exc}"
     assert not failures, f"statements that no longer match the schema: {failures}"
+
+
+async def test_every_named_statement_prepares_schema_qualified_off_the_search_path(
+    queue: Queue,
+) -> None:
+    """What a caller's connection sees (search_path without hybridq's schema): every
+    statement in_schema() qualifies must still find its tables."""
+    schema = queue.settings.db_schema
+    assert schema is not None
+    failures: dict[str, str] = {}
+    conn = await asyncpg.connect(queue.settings.database_url)
+    try:
+        assert schema not in await conn.fetchval("SELECT current_schemas(false)::text")
+        for name in load_queries():
+            try:
+                await conn.prepare(in_schema(name, schema))
+            except asyncpg.PostgresError as exc:
+                failures[name] = f"{type(exc).__name__}: {exc}"
+    finally:
+        await conn.close()
+    assert not failures, f"statements with a table in_schema() did not qualify: {failures}"
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 
 from queue_core import JobNotFound, Queue, keys
@@ -72,3 +73,29 @@ async def test_create_many_in_a_transaction_indexes_every_job_after_commit(queue
         for job in jobs:
             await wait_for_status(queue.job_service, job["id"], {"succeeded"})
     assert ran == {j["id"] for j in jobs}
+
+
+async def test_transactional_enqueue_on_a_callers_connection_finds_the_configured_schema(
+    queue: Queue,
+) -> None:
+    """HYBRIDQ_DB_SCHEMA: the caller's own connection has the server's default search_path,
+    not hybridq's schema, and the enqueue must still land in hybridq's table."""
+    assert queue.settings.db_schema is not None
+    conn = await asyncpg.connect(queue.settings.database_url)
+    try:
+        path = await conn.fetchval("SHOW search_path")
+        assert queue.settings.db_schema not in path
+        async with conn.transaction():
+            await conn.execute("CREATE TEMP TABLE orders (id int) ON COMMIT DROP")
+            await conn.execute("INSERT INTO orders VALUES (42)")
+            one = await queue.job_service.create("tx", {"order": 42}, connection=conn)
+            many = await queue.job_service.create_many(
+                [{"job_type": "tx", "input": {"order": n}} for n in (43, 44)], connection=conn
+            )
+        assert await conn.fetchval("SHOW search_path") == path  # left as the caller had it
+    finally:
+        await conn.close()
+
+    for job in [one, *many]:
+        stored = await queue.job_service.get(job["id"])
+        assert stored["status"] == "queued" and stored["input"] == job["input"]

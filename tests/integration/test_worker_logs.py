@@ -1,5 +1,5 @@
-"""A worker says what it does: one INFO line per attempt that succeeded, a WARNING with the
-error for one that failed, each with the job's id, type, attempt, outcome and duration."""
+"""What a worker logs: nothing above INFO when it starts normally, a warning when Redis
+loses an index it was using."""
 
 from __future__ import annotations
 
@@ -8,36 +8,58 @@ from typing import Any
 
 import pytest
 
-from queue_core import PermanentJobError, Queue
+from queue_core import Queue, keys
 from tests.support.aio import mark_index_complete, running, wait_for_status
 
+TYPES = ("alpha", "beta", "gamma")
 
-async def test_every_finished_attempt_logs_one_line_with_its_fields(
+
+async def ok(job: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def warnings_from_hybridq(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        f"{r.levelname} {r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("queue_core")
+    ]
+
+
+async def test_a_worker_starting_on_a_fresh_deployment_logs_no_warning(
     queue: Queue, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="queue_core.worker")
-    good = await queue.job_service.create("t", {"ok": True})
-    bad = await queue.job_service.create("t", {"ok": False})
-    await mark_index_complete(queue, "t")
-
-    async def handle(job: dict[str, Any]) -> dict[str, Any]:
-        if not job["input"]["ok"]:
-            raise PermanentJobError("no good")
-        return {}
-
+    caplog.set_level(logging.INFO)
+    jobs = [await queue.job_service.create(t, {}) for t in TYPES]  # no index marked yet
     runner = queue.runner()
-    runner.register_handler("t", handle)
+    for job_type in TYPES:
+        runner.register_handler(job_type, ok)
+
     async with running(runner):
-        await wait_for_status(queue.job_service, good["id"], {"succeeded"})
-        await wait_for_status(queue.job_service, bad["id"], {"failed"})
-    lines = {r.job_id: r for r in caplog.records if getattr(r, "action", None) == "attempt"}
-    assert set(lines) == {good["id"], bad["id"]}
-    ok, failed = lines[good["id"]], lines[bad["id"]]
-    assert (ok.levelno, ok.getMessage(), ok.outcome) == (
-        logging.INFO,
-        "attempt succeeded",
-        "succeeded",
+        for job in jobs:
+            await wait_for_status(queue.job_service, job["id"], {"succeeded"})
+
+    assert warnings_from_hybridq(caplog) == []
+    starts = [r for r in caplog.records if r.getMessage() == "claiming straight from postgres"]
+    assert sorted(r.__dict__["job_type"] for r in starts) == sorted(TYPES)
+    assert {r.levelno for r in starts} == {logging.INFO}
+
+
+async def test_an_index_lost_while_the_worker_used_it_is_a_warning(
+    queue: Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await mark_index_complete(queue, "alpha")
+    runner = queue.runner()
+    runner.register_handler("alpha", ok)
+
+    async with running(runner):
+        first = await queue.job_service.create("alpha", {})
+        await wait_for_status(queue.job_service, first["id"], {"succeeded"})
+        await queue.redis.delete(keys.type_keys(queue.settings.namespace, "alpha").epoch)
+        second = await queue.job_service.create("alpha", {})
+        await wait_for_status(queue.job_service, second["id"], {"succeeded"})
+
+    assert "WARNING queue_core.worker.claimer: claiming straight from postgres" in (
+        warnings_from_hybridq(caplog)
     )
-    assert (ok.job_type, ok.attempt) == ("t", 1) and ok.duration_ms >= 0
-    assert (failed.levelno, failed.outcome) == (logging.WARNING, "failed")
-    assert failed.error == "PermanentJobError: no good"

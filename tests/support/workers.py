@@ -34,6 +34,7 @@ def lease_store_for(
 
 def worker_env(settings: Settings, record_file: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("HYBRIDQ_HANDLERS_MODULE", None)  # each test names its handlers module itself
     env.update(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,

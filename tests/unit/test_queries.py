@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import queue_core
-from queue_core.store.queries import Q, load_queries, parse_queries
+from queue_core.store.queries import Q, in_schema, load_queries, parse_queries
 
 SAMPLE = """\
 -- File header: not part of any statement.
@@ -78,3 +78,13 @@ def test_every_bundled_statement_is_one_non_empty_statement() -> None:
         assert sql, f"{name} is empty"
         assert ";" not in sql, f"{name} holds more than one statement"
         assert "-- name:" not in sql
+
+
+def test_in_schema_qualifies_every_table_reference_and_nothing_else() -> None:
+    sql = in_schema("insert_jobs", 'tenant_a')
+    assert 'INSERT INTO "tenant_a".jobs' in sql
+    assert "(SELECT count(*) FROM inserted)" in sql  # a CTE, not a table
+
+    counted = in_schema("count_jobs", "tenant_a")
+    assert counted == load_queries()["count_jobs"].replace("FROM jobs", 'FROM "tenant_a".jobs')
+    assert "count(*) AS jobs" in counted

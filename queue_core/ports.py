@@ -80,7 +80,15 @@ class ClaimStore(Protocol):
     async def extend_leases(
         self, attempts: Sequence[Attempt], lease_seconds: float
     ) -> set[uuid.UUID]: ...
-    async def release_jobs(self, attempts: Sequence[Attempt]) -> list[IndexEntry]: ...
+    async def extend_worker_leases(self, worker_id: str, lease_seconds: float) -> int:
+        """Every lease of one worker's claims (the lease backstop, while its keeper is
+        silent); how many were extended."""
+
+    async def release_jobs(
+        self, attempts: Sequence[Attempt], delay_seconds: float = 0.0
+    ) -> list[IndexEntry]:
+        """Give attempts back uncounted, due again no sooner than ``delay_seconds``."""
+
     async def server_time_ms(self) -> float: ...
     def listening(
         self, channel: str, callback: Callable[..., None]

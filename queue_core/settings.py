@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         description="How long a claim holds before the reconciler may rescue the job; "
         "workers renew it every lease_seconds / 3.",
     )
+    lease_backstop: bool = Field(
+        True,
+        description="Each worker starts a small child process that renews its leases while "
+        "the worker's interpreter is frozen (a handler's C code holding the GIL); it idles, "
+        "without a connection, while the worker renews them itself. "
+        "See docs/design/lease-keeper.md.",
+    )
     concurrency: int = Field(10, ge=1, le=10_000, description="Jobs one worker runs at once.")
     claim_batch_max: int = Field(
         100,

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -38,6 +42,8 @@ from . import jobs as cli_jobs
 from . import ops as cli_ops
 from . import parser as cli_parser
 from .exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +74,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(EXIT_FAILED, str(exc))
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
+    if func is cmd_worker:
+        _exit_despite_handler_threads(code)
     sys.exit(code)
+
+
+def _exit_despite_handler_threads(code: int) -> None:
+    """A stopped worker exits even if a handler started a thread that does not end (Python
+    would wait for every non-daemon thread): say which, then leave without them."""
+    left = [
+        t.name
+        for t in threading.enumerate()
+        if t.is_alive() and not t.daemon and t is not threading.main_thread()
+    ]
+    if not left:
+        return
+    log.warning(
+        "threads started by handlers are still running; exiting without them",
+        extra={"action": "worker_stop", "threads": left[:10]},
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _checked(
@@ -104,7 +132,11 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     async with connect(settings, _metrics(args.metrics_port)) as queue:
         runner = queue.runner(concurrency=args.concurrency)
         register_from(module, runner)
-        await runner.run(handle_signals=True)  # SIGTERM/SIGINT: a graceful stop
+        HANDLERS_RUNNING.set()
+        try:
+            await runner.run(handle_signals=True)  # SIGTERM/SIGINT: a graceful stop
+        finally:
+            HANDLERS_RUNNING.clear()
     return 0
 
 
@@ -286,11 +318,19 @@ LEFTOVER_SECONDS = 1.0
 """At a command's end, tasks still running get this long to finish after being cancelled."""
 
 
+HANDLERS_RUNNING = threading.Event()
+"""Set while a worker runs handlers under its own signal handlers (cmd_worker): from then
+on a SystemExit or KeyboardInterrupt that reaches the event loop, or a stopped loop, comes
+from handler code (a callback or task it scheduled, ``loop.stop()``), never from the
+operator, whose SIGTERM and SIGINT call the worker's stop()."""
+
+
 def _run(coro: Coroutine[Any, Any, int]) -> int:
     """Run a command on uvloop when installed (fewer microseconds per round trip). Unlike
     asyncio.run, the end is bounded: a task still running (a handler that ignores
     cancellation, left behind by a stopped worker) is cancelled and given LEFTOVER_SECONDS,
-    then abandoned with the process, not waited for."""
+    then abandoned with the process, not waited for. While HANDLERS_RUNNING, what handler
+    code throws at the loop itself is logged and the command goes on."""
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -298,17 +338,40 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
+    command = loop.create_task(coro)
     try:
-        return loop.run_until_complete(coro)
+        while True:
+            try:
+                return loop.run_until_complete(command)
+            except (SystemExit, KeyboardInterrupt, RuntimeError) as exc:
+                if command.done() or not HANDLERS_RUNNING.is_set() or not _stray(exc):
+                    raise
+                log.error(
+                    "handler code outside its attempt stopped the event loop; going on",
+                    extra={"action": "worker", "error": f"{type(exc).__name__}: {exc}"[:200]},
+                )
     finally:
         leftovers = asyncio.all_tasks(loop)
         for task in leftovers:
             task.cancel()
         if leftovers:
             loop.run_until_complete(asyncio.wait(leftovers, timeout=LEFTOVER_SECONDS))
+        # The default executor's threads (asyncio.to_thread) end here, or are left to
+        # main()'s exit if a handler's work in one does not end.
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(
+                asyncio.wait_for(loop.shutdown_default_executor(), LEFTOVER_SECONDS)
+            )
         loop.set_exception_handler(lambda _loop, _context: None)  # abandoned tasks: quiet
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _stray(exc: BaseException) -> bool:
+    """Thrown at the loop by something it ran, not by the command itself."""
+    if isinstance(exc, RuntimeError):
+        return str(exc).startswith("Event loop stopped before Future completed")
+    return True
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -321,7 +321,16 @@ class PgStore(PeriodicSchedules):
             )
         return {r["id"] for r in rows}
 
-    async def release_jobs(self, attempts: Sequence[Attempt]) -> list[IndexEntry]:
+    async def extend_worker_leases(self, worker_id: str, lease_seconds: float) -> int:
+        """Extend every lease of ``worker_id``'s claims (the lease backstop's statement);
+        how many were extended."""
+        async with translate_errors():
+            rows = await self._claim_pool.fetch(Q.extend_worker_leases, worker_id, lease_seconds)
+        return len(rows)
+
+    async def release_jobs(
+        self, attempts: Sequence[Attempt], delay_seconds: float = 0.0
+    ) -> list[IndexEntry]:
         attempts = sorted(attempts, key=lambda a: a.id)
         async with translate_errors():
             rows = await self._pool.fetch(
@@ -329,6 +338,7 @@ class PgStore(PeriodicSchedules):
                 [a.id for a in attempts],
                 [a.attempt for a in attempts],
                 [a.owner for a in attempts],
+                delay_seconds,
             )
         return [index_entry(r) for r in rows]
 

@@ -116,17 +116,55 @@ WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.s
 RETURNING j.id;
 
 -- name: extend_leases
--- Heartbeat: extend the leases this worker still holds; returns the ids still held.
+-- Heartbeat: extend the leases this worker still holds; returns the ids still held. A row
+-- another transaction has locked (a handler holding its own job's row, say) is skipped, not
+-- waited for: one such row must not stall the renewal of every lease on the worker. It is
+-- still held (returned) and renewed at the next heartbeat. The locking subquery re-checks
+-- the fence on the newest row version, so a job cancelled meanwhile is never touched.
+WITH held AS (
+    SELECT r.id, r.attempt, r.owner
+    FROM unnest($1::uuid[], $2::int[], $4::text[]) AS r(id, attempt, owner)
+), still_held AS (
+    SELECT j.id FROM jobs AS j JOIN held AS r
+        ON j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner
+    WHERE j.status IS NOT DISTINCT FROM 'running'
+), renewed AS (
+    UPDATE jobs AS j
+    SET lease_expires_at = now() + make_interval(secs => $3)
+    FROM (
+        SELECT j.id FROM jobs AS j JOIN held AS r
+            ON j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner
+        WHERE j.status IS NOT DISTINCT FROM 'running'
+        FOR UPDATE OF j SKIP LOCKED
+    ) AS lockable
+    WHERE j.id = lockable.id
+    RETURNING j.id
+)
+SELECT id FROM still_held;
+
+-- name: extend_worker_leases
+-- The lease backstop (worker/lease_backstop.py), while a worker's own heartbeat is silent
+-- (its interpreter frozen): extend every lease of that worker's claims, whose owners are
+-- "<worker id>/<claim number>". Locked rows are skipped, as in extend_leases.
 UPDATE jobs AS j
-SET lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::uuid[], $2::int[], $4::text[]) AS r(id, attempt, owner)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
+SET lease_expires_at = now() + make_interval(secs => $2)
+FROM (
+    SELECT id FROM jobs
+    WHERE status = 'running' AND starts_with(lease_owner, $1 || '/')
+    FOR UPDATE SKIP LOCKED
+) AS mine
+WHERE j.id = mine.id
 RETURNING j.id;
 
 -- name: release_jobs
--- Shutdown: give unfinished attempts back without counting them (fenced).
+-- Shutdown: give unfinished attempts back without counting them (fenced). $4 > 0 makes
+-- them due no sooner than $4 seconds from now (their handlers had started: what those left
+-- running, a thread say, ends with the stopping worker first).
 UPDATE jobs AS j
-SET status = 'queued', attempts = j.attempts - 1, lease_owner = NULL, lease_expires_at = NULL
+SET status = 'queued', attempts = j.attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+    scheduled_for = CASE WHEN $4::float8 > 0
+        THEN greatest(j.scheduled_for, date_trunc('milliseconds', now() + make_interval(secs => $4)))
+        ELSE j.scheduled_for END
 FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, attempt, owner)
 WHERE j.id = r.id AND j.attempts = r.attempt AND j.lease_owner = r.owner AND j.status IS NOT DISTINCT FROM 'running'
 RETURNING j.id, j.job_type, j.priority, j.scheduled_for;

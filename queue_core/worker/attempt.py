@@ -19,8 +19,18 @@ from queue_core.live import bind, unbind
 from queue_core.models import Attempt, Failure
 from queue_core.telemetry.metrics import Metrics
 
+from .deadlines import Deadlines
 from .executor import Decide, Outcome, OutcomeKind
-from .handler_call import Ended, Raised, Returned, SyncHandlers, TimedOut, call_async, wait_thread
+from .handler_call import (
+    Ended,
+    Raised,
+    Returned,
+    SyncHandlers,
+    TimedOut,
+    call_async,
+    described,
+    wait_thread,
+)
 from .lease_keeper import LeaseKeeper
 from .live_updates import LiveUpdates
 from .outcomes import OutcomeBuffer
@@ -45,11 +55,14 @@ class Attempts:
         outcomes: OutcomeBuffer,
         sync_handlers: SyncHandlers,
         live: LiveUpdates,
+        deadlines: Deadlines,
         worker_id: str,
         metrics: Metrics | None = None,
     ) -> None:
-        """``live`` takes what handlers report (progress, emit) while they run."""
+        """``live`` takes what handlers report (progress, emit) while they run;
+        ``deadlines`` times async handlers out."""
         self._live = live
+        self._deadlines = deadlines
         self._decide = decide
         self._keeper = keeper
         self._outcomes = outcomes
@@ -93,7 +106,12 @@ class Attempts:
         ended: Ended | TimedOut
         if contract.is_async:
             # The handler gets a copy: what it does to the dict cannot change our decisions.
-            ended = await call_async(contract.handler, dict(job), attempt, contract.timeout)
+            deadline = (
+                None
+                if contract.timeout is None
+                else self._deadlines.start(attempt, contract.timeout)
+            )
+            ended = await call_async(contract.handler, dict(job), attempt, deadline)
         else:
             running.thread = await self._sync_handlers.start(contract.handler, dict(job))
             ended = await wait_thread(running.thread, contract.timeout)
@@ -107,6 +125,8 @@ class Attempts:
             return self._retry_after_keeper_timeout(running)
         if isinstance(ended, TimedOut):
             return await self._timed_out(running, ended)
+        if isinstance(ended, Raised):
+            ended = await described(ended)
         return self._decide.ended(contract, job, attempt, ended)
 
     def _retry_after_keeper_timeout(self, running: RunningJob) -> Outcome | None:
@@ -214,6 +234,8 @@ class Attempts:
             return AfterCancel.RECORDED  # it finished in the settle time and was recorded
         if r.thread is not None:  # a thread that finished after its attempt was cancelled
             ended = r.thread.result()
+            if isinstance(ended, Raised):
+                ended = await described(ended)
             if isinstance(ended, Returned | Raised) and self._keeper.decide(r.attempt):
                 await self._outcomes.add(self._decide.ended(r.contract, r.job, r.attempt, ended))
                 return AfterCancel.RECORDED

@@ -102,7 +102,7 @@ class Decide:
         self, contract: JobContract, job: Job, attempt: Attempt, ended: Returned | Raised
     ) -> Outcome:
         if isinstance(ended, Raised):
-            message, detail = describe(ended.error)
+            message, detail = ended.description or describe(ended.error)
             permanent = isinstance(ended.error, PermanentJobError)
             return self.failure(job, attempt, message, detail, permanent=permanent)
         try:

@@ -38,6 +38,7 @@ from queue_core.errors import BackendUnavailable
 from queue_core.models import Attempt, Completion, Failure, RetryLater
 
 from .handler_call import GUARDED_CODE
+from .lease_backstop import LeaseBackstop
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +93,23 @@ class LeaseKeeper:
         *,
         on_lost: Callable[[list[Attempt]], None],
         pending_outcomes: Callable[[], tuple[list[Completion], list[RetryLater], list[Failure]]],
+        backstop: LeaseBackstop | None = None,
     ) -> None:
         """``open_store()`` opens the keeper's own connection (in its thread);
         ``on_lost(attempts)`` runs on the worker's loop; ``pending_outcomes()`` gives the
-        outcomes decided but not yet written (read from the keeper's thread)."""
+        outcomes decided but not yet written (read from the keeper's thread); ``backstop``,
+        when given, is started with the thread and pulsed after every renewal."""
         self._open_store = open_store
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id
         self._on_lost = on_lost
         self._pending_outcomes = pending_outcomes
+        self._backstop = backstop
         self._held: dict[uuid.UUID, Held] = {}
         self._notes: list[Failure] = []  # errors to write, see note()
         self._lock = threading.Lock()
         self._beat = time.monotonic()
+        self._last_stall: _Stall | None = None  # the latest stall with a known culprit
         self._stop_deadline: float | None = None  # monotonic: the worker must be gone by then
         self._stop_when_blocked = 0.0  # ... or by then if its loop is blocked
         self._finished = threading.Event()
@@ -133,9 +138,25 @@ class LeaseKeeper:
                 loop.call_soon_threadsafe(task.cancel)
         if self._thread is not None:
             self._thread.join(timeout=RECONNECT_MAX_SECONDS)
+        if self._backstop is not None:
+            self._backstop.stop()  # idempotent: the thread stops it too on its way out
 
-    def beat(self) -> None:
-        self._beat = time.monotonic()
+    def beat(self, now: float | None = None) -> None:
+        """The loop's pulse (``now``: its time.monotonic() reading, when it has one)."""
+        self._beat = time.monotonic() if now is None else now
+
+    def stall_culprit(self, since: float) -> Attempt | None:
+        """The attempt seen holding the loop in the stall that began at the beat ``since``;
+        None when none was seen (a frozen interpreter, a stalled host)."""
+        stall = self._last_stall
+        return stall.attempt if stall is not None and stall.since >= since else None
+
+    def extend_deadline(self, attempt: Attempt, seconds: float) -> None:
+        """Another handler's stall is paid back to this attempt (deadlines.py)."""
+        with self._lock:
+            held = self._held.get(attempt.id)
+            if held is not None and held.attempt == attempt and held.deadline is not None:
+                held.deadline += seconds
 
     def hold(self, attempt: Attempt, job_type: str, *, final: bool) -> None:
         with self._lock:
@@ -201,12 +222,17 @@ class LeaseKeeper:
     # --- the keeper's thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._backstop is not None:
+            self._backstop.start()
         try:
             asyncio.run(self._main())
         except asyncio.CancelledError:
             pass  # finish()
         except Exception:  # the thread must never die silently: say so, leases expire
             log.exception("lease keeper stopped", extra={"action": "extend_leases"})
+        finally:
+            if self._backstop is not None:
+                self._backstop.stop()
 
     async def _main(self) -> None:
         self._keeper_loop = asyncio.get_running_loop()
@@ -238,6 +264,8 @@ class LeaseKeeper:
                     if time.monotonic() >= next_renewal:
                         next_renewal = time.monotonic() + self.lease_seconds / 3
                         await self._renew(store)
+                        if self._backstop is not None:
+                            self._backstop.pulse()
                     stall = await self._watch_loop(store, stall)
                     if stall is None:
                         await self._time_out_overdue(store)
@@ -301,6 +329,8 @@ class LeaseKeeper:
                 },
             )
             stall = _Stall(culprit, stall.since if stall is not None else last_beat)
+            if culprit is not None:
+                self._last_stall = stall
         if culprit is not None:
             await self._time_out_if_due(store, culprit)
         return stall

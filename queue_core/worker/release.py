@@ -19,14 +19,19 @@ RELEASE_TRIES = 8
 
 
 async def release_jobs(
-    store: ClaimStore, index: ReadyIndex, attempts: Sequence[Attempt], worker_id: str
+    store: ClaimStore,
+    index: ReadyIndex,
+    attempts: Sequence[Attempt],
+    worker_id: str,
+    delay_seconds: float = 0.0,
 ) -> bool:
-    """Release the jobs (fenced) and index them again. False when Postgres would not take
-    them within a few seconds (their leases are still held)."""
+    """Release the jobs (fenced) and index them again, due no sooner than
+    ``delay_seconds`` from now. False when Postgres would not take them within a few seconds
+    (their leases are still held)."""
     delay = 0.1
     for _ in range(RELEASE_TRIES):
         try:
-            entries = await store.release_jobs(attempts)
+            entries = await store.release_jobs(attempts, delay_seconds)
             break
         except BackendUnavailable:
             await asyncio.sleep(delay)

@@ -36,8 +36,10 @@ from queue_core.telemetry.metrics import Metrics
 
 from .attempt import Attempts
 from .claimer import ClaimedJob, Claimer, RebuildIndex
+from .deadlines import Deadlines
 from .executor import Decide
 from .handler_call import SyncHandlers
+from .lease_backstop import BackstopConfig, LeaseBackstop
 from .lease_keeper import BEAT_SECONDS, KeeperStore, LeaseKeeper
 from .live_updates import LiveUpdates
 from .outcomes import OutcomeBuffer
@@ -56,6 +58,10 @@ CANCEL_SETTLE_SECONDS = 1.0
 its lease (it runs again elsewhere only once this process is gone)."""
 IDLE_WAIT_MIN_SECONDS = 0.01
 """Shortest idle wait: a BZPOPMIN timeout rounded down to 0 would block without end."""
+STARTED_RELEASE_DELAY_SECONDS = 5.0
+"""A job given back at shutdown after its handler started is due again only this much
+later: whatever its handler left running (a thread from asyncio.to_thread) ends with the
+stopping worker first, instead of overlapping the job's next run elsewhere."""
 PREFETCH_MAX_WAIT_SECONDS = 1.0
 """A job claimed ahead that waited this long for a slot goes back to the queue."""
 
@@ -132,6 +138,12 @@ class JobRunnerService(ContractRegistry):
             self.worker_id,
             on_lost=self._lost,
             pending_outcomes=self._outcomes.pending_records,
+            backstop=self._backstop() if self.settings.lease_backstop else None,
+        )
+        self._deadlines = Deadlines(
+            BEAT_SECONDS,
+            culprit=self._keeper.stall_culprit,
+            on_extend=self._keeper.extend_deadline,
         )
         self._attempts = Attempts(
             Decide(policy, self.settings.max_output_bytes),
@@ -139,8 +151,22 @@ class JobRunnerService(ContractRegistry):
             self._outcomes,
             SyncHandlers(self.concurrency),
             self._live,
+            self._deadlines,
             self.worker_id,
             metrics,
+        )
+
+    def _backstop(self) -> LeaseBackstop:
+        s = self.settings
+        return LeaseBackstop(
+            BackstopConfig(
+                s.database_url,
+                s.db_schema,
+                self.worker_id,
+                s.lease_seconds,
+                s.log_json,
+                s.log_level,
+            )
         )
 
     @property
@@ -230,9 +256,12 @@ class JobRunnerService(ContractRegistry):
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
     async def _beat(self) -> None:
-        """The loop's pulse, which the lease keeper watches for stalls."""
+        """The loop's pulse, which the lease keeper watches for stalls; a stall just ended
+        is paid back to the handlers that did not cause it (deadlines.py)."""
         while True:
-            self._keeper.beat()
+            now = time.monotonic()
+            self._deadlines.tick(now)
+            self._keeper.beat(now)
             await asyncio.sleep(BEAT_SECONDS)
 
     async def _final_flush(self) -> None:
@@ -394,11 +423,14 @@ class JobRunnerService(ContractRegistry):
                     self._ahead.push(dataclasses.replace(w, since=now))
             self._fill_slots()
 
-    async def _give_back(self, attempts: list[Attempt]) -> bool:
-        """Release jobs to the queue, attempt not counted; False when Postgres refused."""
+    async def _give_back(self, attempts: list[Attempt], delay_seconds: float = 0.0) -> bool:
+        """Release jobs to the queue, attempt not counted, due in ``delay_seconds``; False
+        when Postgres refused."""
         if not attempts:
             return True
-        released = await release_jobs(self._store, self._index, attempts, self.worker_id)
+        released = await release_jobs(
+            self._store, self._index, attempts, self.worker_id, delay_seconds
+        )
         if released:
             self._keeper.forget(attempts)
         return released
@@ -425,7 +457,8 @@ class JobRunnerService(ContractRegistry):
             return
         await asyncio.wait([r.task for r in self._running if r.task], timeout=grace)
         unfinished = [r for r in self._running if r.task is not None and not r.task.done()]
-        await self._give_back(await self._attempts.cancel(unfinished, CANCEL_SETTLE_SECONDS))
+        stopped = await self._attempts.cancel(unfinished, CANCEL_SETTLE_SECONDS)
+        await self._give_back(stopped, STARTED_RELEASE_DELAY_SECONDS)
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from queue_core.contracts import JobContract
 from queue_core.models import Attempt, Job
 
-from .handler_call import Ended
+from .handler_call import Ended, ThreadEnd
 
 
 @dataclass(eq=False)
@@ -19,7 +19,7 @@ class RunningJob:
     attempt: Attempt
     contract: JobContract
     task: asyncio.Task[None] | None = field(default=None)  # the attempt, in the runner
-    thread: asyncio.Future[Ended] | None = field(default=None)  # a plain function's end
+    thread: ThreadEnd[Ended] | None = field(default=None)  # a plain function's end
     decided: bool = False  # its outcome was handed to the OutcomeBuffer (or the keeper)
 
     @property

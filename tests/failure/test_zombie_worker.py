@@ -20,6 +20,7 @@ import pytest
 from queue_core import JobRunnerService, Queue
 from queue_core.index import IndexRepair
 from queue_core.maintenance.reconciler import Reconciler
+from queue_core.settings import Settings
 from queue_core.store.pg_store import PgStore
 from tests.support.aio import mark_index_complete, running, wait_for_status, wait_until
 from tests.support.fleet import short_lease
@@ -50,6 +51,12 @@ class StalledHeartbeats:
             await asyncio.sleep(0.01)
         assert self._store is not None
         return await self._store.extend_leases(*args, **kwargs)
+
+
+def cut_off(settings: Settings) -> Settings:
+    """A worker cut off from Postgres: its lease backstop could not renew either (here it
+    would, and the expired lease would come back before the rescue)."""
+    return settings.model_copy(update={"lease_backstop": False})
 
 
 async def _expire_and_rescue(queue: Queue, job_id: str) -> None:
@@ -106,7 +113,7 @@ async def test_zombie_worker_whose_lease_expired_cannot_overwrite_newer_attempt(
         await zombie_may_return.wait()
         return {"by": "zombie"}
 
-    settings = short_lease(queue.settings)
+    settings = cut_off(short_lease(queue.settings))
     heartbeats = StalledHeartbeats()
     zombie = JobRunnerService(
         queue.store,
@@ -159,7 +166,7 @@ async def test_zombie_handler_is_cancelled_by_its_next_renewal_after_the_rescue(
             raise
         return {"by": "zombie"}
 
-    settings = short_lease(queue.settings)
+    settings = cut_off(short_lease(queue.settings))
     heartbeats = StalledHeartbeats()
     zombie = JobRunnerService(
         queue.store,

@@ -49,7 +49,7 @@ def hot_statements(queued: list[uuid.UUID], running: list[uuid.UUID]) -> dict[st
         "note_errors": (running, [1] * n, ["e"] * n, ["w"] * n, [None] * n),
         "retry_jobs": (running, [1] * n, ["e"] * n, [1.0] * n, ["w"] * n, [None] * n),
         "extend_leases": (running, [1] * n, 30.0, ["w"] * n),
-        "release_jobs": (running, [1] * n, ["w"] * n),
+        "release_jobs": (running, [1] * n, ["w"] * n, 0.0),
         "get_job": (queued[0],),
     }
 

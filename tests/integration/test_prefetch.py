@@ -141,7 +141,7 @@ async def test_stale_jobs_postgres_will_not_take_back_wait_and_run_here(
             await release_first.wait()
         return {}
 
-    async def refuse(attempts: Any) -> Any:
+    async def refuse(attempts: Any, delay_seconds: float = 0.0) -> Any:
         raise BackendUnavailable("postgres", "refusing releases in this test")
 
     busy = worker(queue, 1, prefetch=2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,51 @@ class ClassProperty(Exception):
         raise RuntimeError("__class__ says no")
 
 
+class SlowToPrint(Exception):
+    def __str__(self) -> str:
+        time.sleep(30)  # on the worker's loop this would stall every job beside it
+        return "finally"
+
+
+def _hold_the_gil(seconds: float) -> dict[str, Any]:
+    """Freeze every thread of the process, as C code that never releases the GIL does: the
+    lease keeper's thread cannot run, only the lease backstop (another process) can."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pass
+    finally:
+        sys.setswitchinterval(previous)
+    return {"held": seconds}
+
+
+def _stray(throw: Callable[[], Any]) -> Any:
+    """Throw something at the event loop itself, outside this attempt, then fail."""
+    asyncio.get_running_loop().call_soon(throw)
+    raise RuntimeError("threw something at the loop")
+
+
+async def _raise_later(exc: BaseException) -> None:
+    raise exc
+
+
+def _stray_task(exc: BaseException) -> Any:
+    """A task of the handler's own that raises ``exc`` (it is not the attempt)."""
+    _TASKS.add(asyncio.get_running_loop().create_task(_raise_later(exc)))
+    raise RuntimeError("left a task behind")
+
+
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _leave_a_thread() -> Any:
+    """A non-daemon thread that outlives the worker's stop: it must not keep the worker."""
+    threading.Thread(target=time.sleep, args=(600,), name="handler-made").start()
+    raise RuntimeError("left a thread behind")
+
+
 def _amplified() -> dict[str, Any]:
     inner = list(range(1_000_000))
     return {"a": [inner] * 40}  # 40 million values from 8 MB: too large, found fast
@@ -95,6 +141,13 @@ ASYNC_KINDS: dict[str, Callable[[], Any]] = {
     "raises_with_hostile_class": lambda: _raise(ClassProperty("odd")),
     "colliding_keys": lambda: {1: "a", "1": "b"},
     "amplified_output": _amplified,
+    "slow_to_print": lambda: _raise(SlowToPrint()),
+    "holds_the_gil": lambda: _hold_the_gil(4),  # past its 1 s timeout and the 2 s lease
+    "schedules_sys_exit": lambda: _stray(lambda: sys.exit(5)),
+    "schedules_keyboard_interrupt": lambda: _stray(lambda: _raise(KeyboardInterrupt())),
+    "stops_the_loop": lambda: _stray(asyncio.get_running_loop().stop),
+    "task_raises_system_exit": lambda: _stray_task(SystemExit(6)),
+    "leaves_a_thread": _leave_a_thread,
 }
 """Each kind, and what the attempt's last_error must then say."""
 EXPECTED_ERRORS = {
@@ -119,6 +172,14 @@ EXPECTED_ERRORS = {
     "raises_with_hostile_class": "what the handler raised could not be read",
     "colliding_keys": "has an object key that is not a string",
     "amplified_output": "too large",
+    "slow_to_print": "SlowToPrint: <the exception could not be printed in time>",
+    "holds_the_gil": "TimeoutError: handler ran longer than 1.0s",
+    "holds_the_gil_later": "TimeoutError: handler ran longer than 1.0s",
+    "schedules_sys_exit": "RuntimeError: threw something at the loop",
+    "schedules_keyboard_interrupt": "RuntimeError: threw something at the loop",
+    "stops_the_loop": "RuntimeError: threw something at the loop",
+    "task_raises_system_exit": "RuntimeError: left a task behind",
+    "leaves_a_thread": "RuntimeError: left a thread behind",
     "widens_its_own_retries": "RuntimeError: retries are mine",
     "sync_sleeps_past_timeout": "TimeoutError: handler ran longer than 1.0s",
     "sync_sys_exit": "SystemExit: 4",
@@ -143,6 +204,9 @@ async def handle_hostile(job: dict[str, Any]) -> Any:
         kind = job["input"]["kind"]
         if kind == "swallows_cancellation":
             return await _swallow_cancellation(4)
+        if kind == "holds_the_gil_later":  # once the jobs beside it have started
+            await asyncio.sleep(0.5)
+            return _hold_the_gil(4)
         if kind == "widens_its_own_retries":  # with max_retries=0: must still fail for good
             job["max_retries"] = 1000  # the dict the worker passed
             job.clear()

@@ -28,11 +28,12 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from queue_core.errors import BackendUnavailable
 from queue_core.store import PgStore, open_lease_store
@@ -53,6 +54,10 @@ class BackstopConfig:
     lease_seconds: float
     log_json: bool = False
     log_level: str = "INFO"
+    last_pulse: float | None = None
+    """When the keeper last renewed, on the host's monotonic clock (shared by every process
+    on Linux): a backstop started late, or again, counts the silence from then, not from
+    its own start."""
 
 
 class LeaseBackstop:
@@ -64,6 +69,7 @@ class LeaseBackstop:
         self.config = config
         self._process: subprocess.Popen[bytes] | None = None
         self._started_at = -RESTART_MIN_SECONDS
+        self._last_pulse: float | None = None
 
     def start(self) -> None:
         """Start the process; an OSError (no fork, no executable) is logged, and start()
@@ -73,6 +79,7 @@ class LeaseBackstop:
             process = subprocess.Popen(
                 [sys.executable, "-m", "queue_core.worker.lease_backstop_main"],
                 stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,  # one line, "ready", once it watches the pulses
                 close_fds=True,
             )
         except OSError as exc:
@@ -82,7 +89,9 @@ class LeaseBackstop:
             )
             return
         assert process.stdin is not None
-        line = json.dumps(asdict(self.config)).encode() + b"\n"
+        last_pulse = self._last_pulse if self._last_pulse is not None else self._started_at
+        config = replace(self.config, last_pulse=last_pulse)
+        line = json.dumps(asdict(config)).encode() + b"\n"
         try:
             process.stdin.write(line)
             process.stdin.flush()
@@ -93,6 +102,7 @@ class LeaseBackstop:
 
     def pulse(self) -> None:
         """The keeper has just renewed: tell the backstop (and start it again if it died)."""
+        self._last_pulse = time.monotonic()
         process = self._process
         if process is None or process.poll() is not None:
             if process is not None:
@@ -122,6 +132,15 @@ class LeaseBackstop:
             process.kill()
             process.wait()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Whether the process is up and watching the pulses within ``timeout`` seconds
+        (it imports the engine first: most of a second)."""
+        process = self._process
+        if process is None or process.stdout is None:
+            return False
+        readable, _, _ = select.select([process.stdout], [], [], timeout)
+        return bool(readable) and process.stdout.readline() == b"ready\n"
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
@@ -130,11 +149,11 @@ class LeaseBackstop:
 # --- the backstop process ------------------------------------------------------------------
 
 
-async def serve(config: BackstopConfig, stdin_fd: int, parent_pid: int) -> None:
+async def serve(config: BackstopConfig, stdin_fd: int, ready_fd: int, parent_pid: int) -> None:
     """Watch the pulses on ``stdin_fd`` until it closes; renew while they stop."""
     loop = asyncio.get_running_loop()
     closed = asyncio.Event()
-    last_pulse = time.monotonic()
+    last_pulse = min(config.last_pulse or time.monotonic(), time.monotonic())
 
     def on_readable() -> None:
         nonlocal last_pulse
@@ -152,6 +171,8 @@ async def serve(config: BackstopConfig, stdin_fd: int, parent_pid: int) -> None:
 
     os.set_blocking(stdin_fd, False)
     loop.add_reader(stdin_fd, on_readable)
+    await asyncio.sleep(0.01)  # read the pulses sent while this process was starting
+    os.write(ready_fd, b"ready\n")
     lease = config.lease_seconds
     store: PgStore | None = None
     renewing_since: float | None = None
@@ -232,5 +253,5 @@ def main() -> None:
     from queue_core.telemetry.logs import configure_logging
 
     configure_logging(json_lines=config.log_json, level=config.log_level)
-    asyncio.run(serve(config, stdin_fd, parent_pid))
+    asyncio.run(serve(config, stdin_fd, sys.stdout.fileno(), parent_pid))
 

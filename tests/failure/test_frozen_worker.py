@@ -1,5 +1,6 @@
 """A handler that freezes its whole worker process (C code holding the GIL, emulated with
-``sys.setswitchinterval`` and a busy loop) for twice the lease: no thread of the worker can
+``sys.setswitchinterval`` and a busy loop) for twice the lease (3 s: a backstop that starts
+slowly on a busy machine still has a lease to do it in): no thread of the worker can
 renew anything. The lease backstop, a process of its own, keeps the leases: the canaries
 beside the frozen handler run once, nothing is rescued. The control run without the
 backstop shows that the freeze is real: there the leases expire and the canaries run twice.
@@ -11,10 +12,11 @@ import pytest
 
 from queue_core import Queue
 from tests.support.aio import mark_index_complete
-from tests.support.fleet import WorkerFleet, reconciler_running, short_lease
+from tests.support.fleet import WorkerFleet, reconciler_running
 from tests.support.monitor import JobsMonitor
 
 CANARIES = 5
+LEASE = 3.0
 
 
 @pytest.mark.slow
@@ -23,11 +25,12 @@ CANARIES = 5
 async def test_a_frozen_worker_keeps_its_leases_through_its_backstop(
     queue: Queue, tmp_path: pytest.TempPathFactory, backstop: bool
 ) -> None:
-    settings = short_lease(queue.settings)
-    kind = {"kind": "holds_the_gil_later"}  # freezes once the canaries have started
+    settings = queue.settings.model_copy(update={"lease_seconds": LEASE})
+    # Freezes once the canaries have started, and until they are done.
+    kind = {"kind": "holds_the_gil_later", "seconds": 2 * LEASE}
     frozen = await queue.job_service.create("hostile", kind, None, 1, 0)
     canaries = [
-        (await queue.job_service.create("canary", {"n": n, "sleep": 3.0}, max_retries=3))["id"]
+        (await queue.job_service.create("canary", {"n": n, "sleep": LEASE}, max_retries=3))["id"]
         for n in range(CANARIES)
     ]
     # Indexed: the worker claims through Redis (no index rebuild holding the reconcile lock).

@@ -50,6 +50,13 @@ async def test_a_silent_keeper_is_backed_up_and_a_pulsing_one_is_left_alone(queu
     other = await leased(queue, "worker-ab/1", LEASE)  # worker-a is a prefix of its id
     backstop = LeaseBackstop(config(queue, "worker-a"))
     backstop.start()
+    assert backstop.wait_ready(30)
+    await queue.pool.execute(  # leases as fresh as the keeper leaves them when it falls silent
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $1)"
+        " WHERE status = 'running'",
+        LEASE,
+    )
+    backstop.pulse()
     try:
         # No pulse: after half a lease the backstop renews every lease of worker-a's claims.
         lowest = LEASE

@@ -206,7 +206,7 @@ async def handle_hostile(job: dict[str, Any]) -> Any:
             return await _swallow_cancellation(4)
         if kind == "holds_the_gil_later":  # once the jobs beside it have started
             await asyncio.sleep(0.5)
-            return _hold_the_gil(4)
+            return _hold_the_gil(job["input"].get("seconds", 4))
         if kind == "widens_its_own_retries":  # with max_retries=0: must still fail for good
             job["max_retries"] = 1000  # the dict the worker passed
             job.clear()
